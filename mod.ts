@@ -1,0 +1,19 @@
+/**
+ * clocgpu: train CLIP and CLOC vision-language models on any WebGPU GPU.
+ *
+ * @example
+ * ```ts
+ * import { requestGpu, setGpu, tensor, matmul } from "./mod.ts";
+ * setGpu(await requestGpu());
+ * ```
+ *
+ * @module
+ */
+
+export * from "./src/gpu/device.ts";
+export * from "./src/tensor/tensor.ts";
+export * from "./src/tensor/autograd.ts";
+export * from "./src/ops/unary.ts";
+export * from "./src/ops/binary.ts";
+export * from "./src/ops/reduce.ts";
+export * from "./src/ops/reshape.ts";

@@ -1,0 +1,87 @@
+/**
+ * What every op shares: making its autograd node, checking its inputs, and sizing its dispatch grid.
+ * @module
+ */
+
+import { formatShape, type GradNode, isGradEnabled, type Tensor } from "../tensor/tensor.ts";
+
+/** Threads per workgroup of the 1-D elementwise kernels (the WGSL files use the same number). */
+export const WORKGROUP_1D = 256;
+
+/**
+ * The autograd node for an op's output, or null when no gradient can flow (grad mode off, or no input
+ * requires grad). `backward` receives the output's gradient and returns one gradient per input.
+ */
+export function gradNode(
+  op: string,
+  inputs: Tensor[],
+  backward: (dout: Tensor) => (Tensor | null)[],
+): GradNode | null {
+  if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) return null;
+  return { op, inputs, backward };
+}
+
+/** Throws unless every tensor is f32: ops on values refuse token ids and indices. */
+export function expectF32(op: string, ...tensors: Tensor[]): void {
+  tensors.forEach((t, i) => {
+    if (t.dtype !== "f32") {
+      throw new TypeError(
+        `${op}: expected f32 input but input ${i} is ${t}: an i32 tensor holds ids or indices; ` +
+          "use embedding() or gather() to turn ids into values",
+      );
+    }
+  });
+}
+
+/** Throws unless `t` is i32. */
+export function expectI32(op: string, what: string, t: Tensor): void {
+  if (t.dtype !== "i32") {
+    throw new TypeError(`${op}: expected ${what} as an i32 tensor, got ${t}`);
+  }
+}
+
+/** Normalises a possibly negative axis for a tensor of `rank` dimensions. */
+export function normAxis(op: string, axis: number, rank: number): number {
+  const a = axis < 0 ? axis + rank : axis;
+  if (!Number.isInteger(a) || a < 0 || a >= Math.max(rank, 1)) {
+    throw new RangeError(`${op}: axis ${axis} is out of range for a tensor of rank ${rank}`);
+  }
+  return a;
+}
+
+/** The shape two shapes broadcast to (NumPy rules), or an error naming the op and both shapes. */
+export function broadcastShapes(op: string, a: readonly number[], b: readonly number[]): number[] {
+  const rank = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < rank; i++) {
+    const da = a[a.length - rank + i] ?? 1;
+    const db = b[b.length - rank + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) {
+      throw new RangeError(`${op}: shapes ${formatShape(a)} and ${formatShape(b)} cannot be broadcast together`);
+    }
+    out.push(da === 1 ? db : da);
+  }
+  return out;
+}
+
+/**
+ * A grid of workgroups covering `threads` threads of `workgroupSize` each, folded into y when x would pass
+ * the per-dimension limit. Kernels recover the flat index as `gid.x + gid.y * num_workgroups.x * size`.
+ */
+export function grid1d(threads: number, workgroupSize = WORKGROUP_1D, maxPerDim = 65535): [number, number] {
+  const groups = Math.ceil(threads / workgroupSize);
+  if (groups <= maxPerDim) return [groups, 1];
+  const y = Math.ceil(groups / maxPerDim);
+  return [Math.ceil(groups / y), y];
+}
+
+/** Contiguous row-major strides of a shape. */
+export function stridesOf(shape: readonly number[]): number[] {
+  const strides = new Array<number>(shape.length);
+  let s = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    strides[i] = s;
+    s *= shape[i];
+  }
+  return strides;
+}
