@@ -5,7 +5,7 @@
  * @module
  */
 
-import { formatShape, keep, noGrad, type Tensor, tensor } from "./tensor.ts";
+import { formatShape, keep, noGrad, type Tensor, tensor, tidy } from "./tensor.ts";
 import { add } from "../ops/binary.ts";
 
 /** Every tensor that `root` depends on through nodes that require grad, inputs before outputs. */
@@ -70,7 +70,9 @@ export function backward(loss: Tensor, dloss?: Tensor): void {
         }
         continue;
       }
-      const inputGrads = t.node.backward(g);
+      // tidy frees what a rule makes along the way; the gradients it returns survive.
+      const node = t.node;
+      const inputGrads = tidy(() => node.backward(g));
       t.node.inputs.forEach((input, k) => {
         const gi = inputGrads[k];
         if (gi === null || gi === undefined || !input.requiresGrad) return;
