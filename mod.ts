@@ -17,3 +17,7 @@ export * from "./src/ops/unary.ts";
 export * from "./src/ops/binary.ts";
 export * from "./src/ops/reduce.ts";
 export * from "./src/ops/reshape.ts";
+export * from "./src/ops/permute.ts";
+export * from "./src/ops/slice.ts";
+export * from "./src/ops/gather.ts";
+export * from "./src/ops/where.ts";
