@@ -21,3 +21,6 @@ export * from "./src/ops/permute.ts";
 export * from "./src/ops/slice.ts";
 export * from "./src/ops/gather.ts";
 export * from "./src/ops/where.ts";
+export * from "./src/ops/softmax.ts";
+export * from "./src/ops/layer_norm.ts";
+export * from "./src/ops/losses.ts";
