@@ -57,7 +57,9 @@ export function broadcastShapes(op: string, a: readonly number[], b: readonly nu
     const da = a[a.length - rank + i] ?? 1;
     const db = b[b.length - rank + i] ?? 1;
     if (da !== db && da !== 1 && db !== 1) {
-      throw new RangeError(`${op}: shapes ${formatShape(a)} and ${formatShape(b)} cannot be broadcast together`);
+      throw new RangeError(
+        `${op}: shapes ${formatShape(a)} and ${formatShape(b)} cannot be broadcast together`,
+      );
     }
     out.push(da === 1 ? db : da);
   }
@@ -84,4 +86,19 @@ export function stridesOf(shape: readonly number[]): number[] {
     s *= shape[i];
   }
   return strides;
+}
+
+/**
+ * The launch of a row kernel: one workgroup of `workgroupSize` threads covers workgroupSize/TPR rows with TPR
+ * threads per row, TPR a power of two near d/4 (so short rows share a workgroup and long rows get all of it).
+ */
+export function rowLaunch(
+  rows: number,
+  d: number,
+  maxPerDim: number,
+  workgroupSize = WORKGROUP_1D,
+): { tpr: number; workgroups: [number, number] } {
+  let tpr = 1;
+  while (tpr < workgroupSize && tpr * 4 < d) tpr *= 2;
+  return { tpr, workgroups: grid1d(rows, workgroupSize / tpr, maxPerDim) };
 }

@@ -15,7 +15,19 @@ import { neg } from "./unary.ts";
 
 const MAX_RANK = 8;
 
-const OPS = { add: 0, sub: 1, mul: 2, div: 3, maximum: 4, minimum: 5, eq: 6, gt: 7, lt: 8, ge: 9, broadcast: 10 } as const;
+const OPS = {
+  add: 0,
+  sub: 1,
+  mul: 2,
+  div: 3,
+  maximum: 4,
+  minimum: 5,
+  eq: 6,
+  gt: 7,
+  lt: 8,
+  ge: 9,
+  broadcast: 10,
+} as const;
 type BinaryOp = keyof typeof OPS;
 
 /** Strides of `shape` read at each position of `outShape` (right-aligned; 0 where it broadcasts). */
@@ -37,12 +49,22 @@ function binary(
   shape = broadcastShapes(op, a.shape, b.shape),
 ): Tensor {
   expectF32(op, a, b);
-  if (shape.length > MAX_RANK) throw new RangeError(`${op}: rank ${shape.length} is over the limit of ${MAX_RANK}`);
+  if (shape.length > MAX_RANK) {
+    throw new RangeError(`${op}: rank ${shape.length} is over the limit of ${MAX_RANK}`);
+  }
   const n = shape.reduce((x, y) => x * y, 1);
   const same = a.size === n && b.size === n ? 1 : 0;
   const out = empty(shape, "f32", backward ? gradNode(op, [a, b], backward) : null);
   // The uniform holds 3 words, pads to 4, then the three vec4u pairs.
-  const words = [n, shape.length, same, 0, ...padded(shape), ...padded(broadcastStrides(a.shape, shape)), ...padded(broadcastStrides(b.shape, shape))];
+  const words = [
+    n,
+    shape.length,
+    same,
+    0,
+    ...padded(shape),
+    ...padded(broadcastStrides(a.shape, shape)),
+    ...padded(broadcastStrides(b.shape, shape)),
+  ];
   a.gpu.dispatch({
     kernel: { file: "binary.wgsl", code, entry: "binary_forward", constants: { OP: OPS[op] } },
     inputs: [a.buffer, b.buffer],

@@ -9,22 +9,12 @@
 import code from "../../shaders/layer_norm.wgsl" with { type: "text" };
 import { params } from "../gpu/device.ts";
 import { empty, formatShape, type Tensor } from "../tensor/tensor.ts";
-import { expectF32, gradNode, grid1d } from "./_op.ts";
+import { expectF32, gradNode, grid1d, rowLaunch } from "./_op.ts";
 
-const WORKGROUP = 256;
 // Columns per workgroup of layer_norm_backward_weight (COLS in the WGSL file).
 const WEIGHT_COLS = 16;
 
 /** TPR threads per row (a power of two near d / 4, at most 256), 256 / TPR rows per workgroup. */
-function rowLaunch(
-  rows: number,
-  d: number,
-  maxPerDim: number,
-): { tpr: number; workgroups: [number, number] } {
-  let tpr = 1;
-  while (tpr < WORKGROUP && tpr * 4 < d) tpr *= 2;
-  return { tpr, workgroups: grid1d(rows, WORKGROUP / tpr, maxPerDim) };
-}
 
 /**
  * Layer normalisation over the last axis: `(x - mean) / sqrt(var + eps) * weight + bias` per row, with

@@ -10,7 +10,7 @@
 import code from "../../shaders/cross_entropy.wgsl" with { type: "text" };
 import { params } from "../gpu/device.ts";
 import { empty, formatShape, full, type Tensor } from "../tensor/tensor.ts";
-import { expectF32, expectI32, gradNode, grid1d, normAxis } from "./_op.ts";
+import { expectF32, expectI32, gradNode, grid1d, normAxis, rowLaunch } from "./_op.ts";
 import { div, maximum, sub } from "./binary.ts";
 import { mean, sum } from "./reduce.ts";
 import { sqrt, square } from "./unary.ts";
@@ -18,15 +18,6 @@ import { sqrt, square } from "./unary.ts";
 const WORKGROUP = 256;
 
 /** TPR threads per row (a power of two near d / 4, at most 256), 256 / TPR rows per workgroup. */
-function rowLaunch(
-  rows: number,
-  d: number,
-  maxPerDim: number,
-): { tpr: number; workgroups: [number, number] } {
-  let tpr = 1;
-  while (tpr < WORKGROUP && tpr * 4 < d) tpr *= 2;
-  return { tpr, workgroups: grid1d(rows, WORKGROUP / tpr, maxPerDim) };
-}
 
 /**
  * Scales `x` to unit Euclidean norm along `axis`: `x / max(||x||, eps)`, as PyTorch's `F.normalize`.

@@ -33,7 +33,12 @@ function reduceMiddle(op: 0 | 1, x: Tensor, outer: number, r: number, inner: num
   const outputs = outer * inner;
   const maxPerDim = x.gpu.limits.maxComputeWorkgroupsPerDimension;
   x.gpu.dispatch({
-    kernel: { file: "reduce.wgsl", code, entry: wide ? "reduce_forward_wide" : "reduce_forward", constants: { OP: op } },
+    kernel: {
+      file: "reduce.wgsl",
+      code,
+      entry: wide ? "reduce_forward_wide" : "reduce_forward",
+      constants: { OP: op },
+    },
     inputs: [x.buffer],
     outputs: [out.buffer],
     params: params([outer, r, inner]),
@@ -69,12 +74,16 @@ function normAxes(op: string, axes: number | number[] | undefined, rank: number)
   if (axes === undefined) return [...Array(rank).keys()];
   const list = (Array.isArray(axes) ? axes : [axes]).map((a) => normAxis(op, a, rank));
   const sorted = [...new Set(list)].sort((a, b) => a - b);
-  if (sorted.length !== list.length) throw new RangeError(`${op}: axes ${JSON.stringify(axes)} repeat an axis`);
+  if (sorted.length !== list.length) {
+    throw new RangeError(`${op}: axes ${JSON.stringify(axes)} repeat an axis`);
+  }
   return sorted;
 }
 
 function keptShape(shape: readonly number[], axes: number[], keepDims: boolean): number[] {
-  return keepDims ? shape.map((d, i) => (axes.includes(i) ? 1 : d)) : shape.filter((_, i) => !axes.includes(i));
+  return keepDims
+    ? shape.map((d, i) => (axes.includes(i) ? 1 : d))
+    : shape.filter((_, i) => !axes.includes(i));
 }
 
 /**
@@ -166,7 +175,11 @@ export function max(x: Tensor, axes?: number | number[], options: ReduceOptions 
  */
 export function sumTo(x: Tensor, shape: readonly number[]): Tensor {
   const offset = x.rank - shape.length;
-  if (offset < 0) throw new RangeError(`sumTo: cannot sum ${formatShape(x.shape)} to the larger rank of ${formatShape(shape)}`);
+  if (offset < 0) {
+    throw new RangeError(
+      `sumTo: cannot sum ${formatShape(x.shape)} to the larger rank of ${formatShape(shape)}`,
+    );
+  }
   const axes: number[] = [];
   for (let i = 0; i < x.rank; i++) {
     if (i < offset) axes.push(i);

@@ -29,7 +29,9 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
     inferred[unknown] = x.size / known;
   }
   if (sizeOf(inferred) !== x.size) {
-    throw new RangeError(`reshape: cannot reshape ${formatShape(x.shape)} (${x.size} elements) to ${formatShape(shape)}`);
+    throw new RangeError(
+      `reshape: cannot reshape ${formatShape(x.shape)} (${x.size} elements) to ${formatShape(shape)}`,
+    );
   }
   // d/dx = dy in x's shape
   return x.view(inferred, gradNode("reshape", [x], (dy) => [dy.view(x.shape)]));

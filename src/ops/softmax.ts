@@ -14,23 +14,12 @@
 import code from "../../shaders/softmax.wgsl" with { type: "text" };
 import { params } from "../gpu/device.ts";
 import { empty, type Tensor } from "../tensor/tensor.ts";
-import { expectF32, gradNode, grid1d } from "./_op.ts";
-
-const WORKGROUP = 256;
+import { expectF32, gradNode, rowLaunch } from "./_op.ts";
 
 /**
  * The launch of a row-wise kernel: TPR threads per row (a power of two near d / 4, at most 256), 256 / TPR
  * rows per workgroup. Long rows get a whole workgroup, short rows share one.
  */
-function rowLaunch(
-  rows: number,
-  d: number,
-  maxPerDim: number,
-): { tpr: number; workgroups: [number, number] } {
-  let tpr = 1;
-  while (tpr < WORKGROUP && tpr * 4 < d) tpr *= 2;
-  return { tpr, workgroups: grid1d(rows, WORKGROUP / tpr, maxPerDim) };
-}
 
 function rowwise(op: "softmax" | "logSoftmax", x: Tensor): Tensor {
   expectF32(op, x);
