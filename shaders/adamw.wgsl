@@ -14,7 +14,7 @@
 //
 // Bindings, adamw_forward:
 //   0 grad    (read)        f32[offset + n]   the gradient g
-//   1 scalars (read)        vec4f[slots]      per slot: (decay, step_size, bc2_sqrt, unused)
+//   1 scalars (read)        vec4f[slots]      per slot: (decay, step_size, bc2_sqrt, apply); apply 0 skips
 //   2 param   (read_write)  f32[offset + n]   p, updated in place
 //   3 m       (read_write)  f32[offset + n]   first moment, updated in place
 //   4 v       (read_write)  f32[offset + n]   second moment, updated in place
@@ -54,6 +54,7 @@ fn adamw_forward(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
   if (local >= u.n) { return; }
   let i = u.offset + local;
   let s = scalars[u.slot];
+  if (s.w == 0.0) { return; } // gated off: a non-finite loss this step
   let g = grad[i];
   let mi = u.beta1 * m[i] + u.one_minus_beta1 * g;
   let vi = u.beta2 * v[i] + u.one_minus_beta2 * g * g;
@@ -74,4 +75,26 @@ fn adamw_clamp(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroup
   if (local >= pc.n) { return; }
   let i = pc.offset + local;
   clamp_param[i] = clamp(clamp_param[i], pc.lo, pc.hi);
+}
+
+// adamw_gate: clears every slot's apply flag when gate[0] is NaN or infinite (an exponent of all ones).
+//   0 gate    (read)        f32[1]
+//   1 scalars (read_write)  vec4f[slots]
+//   2 params  (uniform)     slots
+// Launch: workgroup_size(256); grid1d(slots).
+
+struct GateParams {
+  slots: u32,
+}
+
+@group(0) @binding(0) var<storage, read> gate: array<f32>;
+@group(0) @binding(1) var<storage, read_write> gated_scalars: array<vec4f>;
+@group(0) @binding(2) var<uniform> pg: GateParams;
+
+@compute @workgroup_size(256)
+fn adamw_gate(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let slot = gid.x + gid.y * nwg.x * 256u;
+  if (slot >= pg.slots) { return; }
+  let finite = (bitcast<u32>(gate[0]) & 0x7f800000u) != 0x7f800000u;
+  if (!finite) { gated_scalars[slot].w = 0.0; }
 }

@@ -412,3 +412,22 @@ Deno.test("AdamW rejects bad parameters, options, gradients and states, naming w
   ids.dispose();
   cleanup(opt, [w]);
 });
+
+Deno.test("AdamW.step() with a non-finite gate leaves parameters and moments unchanged, decided on the GPU", async () => {
+  const { tensor } = await import("../src/tensor/tensor.ts");
+  const { AdamW } = await import("../src/optim/adamw.ts");
+  const { gpu } = await import("./_harness.ts");
+  await gpu();
+  const w = tensor([1, -2, 3, -4], [2, 2], { requiresGrad: true });
+  const opt = new AdamW([w], { lr: 0.1 });
+  w.grad = tensor([0.5, 0.5, 0.5, 0.5], [2, 2]);
+  opt.step(0.1, { gate: tensor([NaN], [1]) });
+  const skipped = await w.toArray();
+  if (skipped.join() !== "1,-2,3,-4") throw new Error(`a NaN gate must skip the step, got ${skipped}`);
+  opt.step(0.1, { gate: tensor([2.5], [1]) });
+  const moved = await w.toArray();
+  if (moved[0] >= 1) throw new Error(`a finite gate must apply the step, got ${moved}`);
+  opt.zeroGrad();
+  opt.dispose();
+  w.dispose();
+});

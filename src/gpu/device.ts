@@ -197,12 +197,26 @@ export class Gpu {
    * A storage buffer holding `data`. The write lands before any later dispatch and after every dispatch
    * already recorded, since the buffer is never one that a recorded dispatch still uses.
    */
-  upload(data: ArrayBufferView<ArrayBuffer>): GPUBuffer {
+  upload(data: ArrayBufferView): GPUBuffer {
     this.#checkAlive();
     const buffer = this.#pool.acquire(Math.max(4, data.byteLength), true);
     // Deno 2.9 panics on a zero-byte writeBuffer.
-    if (data.byteLength > 0) this.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+    if (data.byteLength > 0) {
+      this.device.queue.writeBuffer(buffer, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+    }
     return buffer;
+  }
+
+  /**
+   * Overwrites the start of an existing buffer with `data`, after every dispatch recorded so far (they are
+   * submitted first, since `queue.writeBuffer` lands before unsubmitted work).
+   */
+  write(buffer: GPUBuffer, data: ArrayBufferView): void {
+    this.#checkAlive();
+    if (this.#encoder !== null) this.flush();
+    if (data.byteLength > 0) {
+      this.device.queue.writeBuffer(buffer, 0, data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+    }
   }
 
   /** Returns a buffer to the pool. Dispatches already recorded may still use it; the pool knows. */
@@ -249,13 +263,22 @@ export class Gpu {
     if (this.#encoder === null) return;
     this.device.pushErrorScope("validation");
     this.device.queue.submit([this.#encoder.finish()]);
-    this.#scopes.push(this.device.popErrorScope().then((e) => {
-      if (e) this.#errors.push(e.message);
-    }));
+    this.#scopes.push(
+      this.device.popErrorScope().then((e) => {
+        if (e) this.#errors.push(e.message);
+      }),
+    );
     this.#encoder = null;
     this.#pending = 0;
     this.counters.submits++;
     this.#pool.submitted();
+    // Uniforms are cached by content; values that change every step (a schedule's) would grow the cache
+    // without end. Nothing recorded refers to them right after a submit, so this is the moment to drop them.
+    if (this.#uniforms.size > 4096) {
+      for (const u of this.#uniforms.values()) u.destroy();
+      this.#uniforms.clear();
+      this.#bindGroups.clear();
+    }
   }
 
   /**
@@ -265,7 +288,10 @@ export class Gpu {
   async read(buffer: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
     this.#checkAlive();
     const size = Math.max(4, Math.ceil(bytes / 4) * 4);
-    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging = this.device.createBuffer({
+      size,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
     this.copy(buffer, offset, staging, 0, size);
     this.flush();
     this.counters.readbacks++;
@@ -346,7 +372,11 @@ export class Gpu {
         entries.push({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type } });
       }
       if (uniform) {
-        entries.push({ binding: inputs + outputs, visibility: GPUShaderStage.COMPUTE, buffer: { type: "uniform" } });
+        entries.push({
+          binding: inputs + outputs,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: "uniform" },
+        });
       }
       layout = this.device.createBindGroupLayout({ entries });
       this.#layouts.set(key, layout);
@@ -358,7 +388,8 @@ export class Gpu {
     const { kernel } = d;
     const constants = kernel.constants ?? {};
     const constantKey = Object.keys(constants).sort().map((k) => `${k}=${constants[k]}`).join(",");
-    const key = `${kernel.file}:${kernel.entry}:${constantKey}:${d.inputs.length}/${d.outputs.length}/${!!d.params}`;
+    const key = `${kernel.file}:${kernel.entry}:${constantKey}:${d.inputs.length}/${d.outputs.length}/${!!d
+      .params}`;
     let cached = this.#pipelines.get(key);
     if (cached !== undefined) return cached;
 
@@ -366,15 +397,17 @@ export class Gpu {
     if (module === undefined) {
       module = this.device.createShaderModule({ label: kernel.file, code: kernel.code });
       this.#modules.set(kernel.code, module);
-      this.#scopes.push(module.getCompilationInfo().then((info) => {
-        const errors = info.messages.filter((m) => m.type === "error");
-        if (errors.length > 0) {
-          this.#errors.push(
-            `Shader ${kernel.file} does not compile:\n` +
-              errors.map((m) => `  ${kernel.file}:${m.lineNum}:${m.linePos}: ${m.message}`).join("\n"),
-          );
-        }
-      }));
+      this.#scopes.push(
+        module.getCompilationInfo().then((info) => {
+          const errors = info.messages.filter((m) => m.type === "error");
+          if (errors.length > 0) {
+            this.#errors.push(
+              `Shader ${kernel.file} does not compile:\n` +
+                errors.map((m) => `  ${kernel.file}:${m.lineNum}:${m.linePos}: ${m.message}`).join("\n"),
+            );
+          }
+        }),
+      );
     }
     const layout = this.#layout(d.inputs.length, d.outputs.length, !!d.params);
     this.device.pushErrorScope("validation");
@@ -383,9 +416,11 @@ export class Gpu {
       layout: this.device.createPipelineLayout({ bindGroupLayouts: [layout] }),
       compute: { module, entryPoint: kernel.entry, constants },
     });
-    this.#scopes.push(this.device.popErrorScope().then((e) => {
-      if (e) this.#errors.push(`Pipeline ${kernel.file}:${kernel.entry} is invalid: ${e.message}`);
-    }));
+    this.#scopes.push(
+      this.device.popErrorScope().then((e) => {
+        if (e) this.#errors.push(`Pipeline ${kernel.file}:${kernel.entry} is invalid: ${e.message}`);
+      }),
+    );
     this.counters.pipelines++;
     cached = { pipeline, id: this.#pipelines.size + 1 };
     this.#pipelines.set(key, cached);
@@ -416,7 +451,10 @@ export class Gpu {
     if (uniform) key += `,u${this.#bufferId(uniform)}`;
     let group = this.#bindGroups.get(key);
     if (group === undefined) {
-      const entries: GPUBindGroupEntry[] = buffers.map((buffer, binding) => ({ binding, resource: { buffer } }));
+      const entries: GPUBindGroupEntry[] = buffers.map((buffer, binding) => ({
+        binding,
+        resource: { buffer },
+      }));
       if (uniform) entries.push({ binding: buffers.length, resource: { buffer: uniform } });
       group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
       // Pool buffers recur, so this cache stays small in a training loop; bound it for odd workloads.

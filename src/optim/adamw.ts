@@ -239,6 +239,8 @@ export class AdamW {
    * Parameters with a null `grad` are skipped, except that their clamp range still applies.
    *
    * @param lr This step's learning rate (from a schedule); {@link AdamW.lr} when omitted.
+   * @param options `gate`: a one-element f32 tensor; when its value is NaN or infinite the step leaves every
+   *   parameter and moment unchanged, decided on the GPU with no readback (the step counts still advance).
    * @throws {RangeError} When a gradient's shape differs from its parameter's.
    *
    * @example
@@ -253,8 +255,12 @@ export class AdamW {
    * if (Math.abs((await b.item()) - 0.5) > 1e-5) throw new Error("moved by lr");
    * ```
    */
-  step(lr: number = this.lr): void {
+  step(lr: number = this.lr, options: { gate?: Tensor } = {}): void {
     checkLr(lr, "AdamW.step: lr");
+    const gate = options.gate;
+    if (gate !== undefined && (gate.size !== 1 || gate.dtype !== "f32")) {
+      throw new RangeError(`AdamW.step: the gate must be a one-element f32 tensor, got ${gate}`);
+    }
     const n = this.params.length;
     // Check everything before recording anything, so a bad gradient leaves the state as it was.
     this.params.forEach((p, i) => {
@@ -279,9 +285,20 @@ export class AdamW {
       scalars[4 * i] = this.decayed[i] ? 1 - lr * this.weightDecay : 1;
       scalars[4 * i + 1] = lr / (1 - b1 ** t);
       scalars[4 * i + 2] = Math.sqrt(1 - b2 ** t);
+      scalars[4 * i + 3] = 1; // apply
     }
     const gpu = this.params[0].gpu;
     const scalarBuffer = gpu.upload(scalars);
+    if (gate !== undefined) {
+      // A non-finite gate (a NaN loss or gradient norm) clears every slot's "apply" flag, on the GPU.
+      gpu.dispatch({
+        kernel: { file: "adamw.wgsl", code, entry: "adamw_gate" },
+        inputs: [gate.buffer],
+        outputs: [scalarBuffer],
+        params: packParams([n]),
+        workgroups: grid1d(n),
+      });
+    }
     for (let i = 0; i < n; i++) {
       const p = this.params[i];
       if (p.grad === null) {
