@@ -41,14 +41,17 @@ Deno.test("a tiny MLP trained with SGD for 200 steps falls below 10% of its firs
   const device = await gpu();
   const problem = makeProblem(32, 2);
   const sgd = new SGD(problem.params, { lr: 0.1 });
-  const step = () =>
-    ops.tidy(() => {
+  const step = () => {
+    const loss = ops.tidy(() => {
       sgd.zeroGrad();
       const loss = problem.loss();
       ops.backward(loss);
       sgd.step();
       return loss;
     });
+    device.flush(); // one submit per step, as a training loop does
+    return loss;
+  };
   const first = step();
   const start = await first.item();
   first.dispose();

@@ -238,7 +238,7 @@ export class Gpu {
     const { pipeline, id } = this.#pipeline(d);
     const bindGroup = this.#bindGroup(d, pipeline, id);
     if (this.#pass === null) {
-      this.#encoder = this.device.createCommandEncoder();
+      this.#encoder ??= this.device.createCommandEncoder();
       this.#pass = this.#encoder.beginComputePass();
     }
     this.#pass.setPipeline(pipeline);
