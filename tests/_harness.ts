@@ -41,8 +41,13 @@ export interface InputSpec {
 }
 
 /** Max |a - b| over max(1, max |b|): the tolerance measure used everywhere in these tests. */
-export function relError(actual: ArrayLike<number>, expected: ArrayLike<number>): { err: number; at: number } {
-  if (actual.length !== expected.length) throw new Error(`length ${actual.length} != expected ${expected.length}`);
+export function relError(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+): { err: number; at: number } {
+  if (actual.length !== expected.length) {
+    throw new Error(`length ${actual.length} != expected ${expected.length}`);
+  }
   let worst = 0, at = -1, scale = 1;
   for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]));
   for (let i = 0; i < expected.length; i++) {
@@ -56,11 +61,18 @@ export function relError(actual: ArrayLike<number>, expected: ArrayLike<number>)
 }
 
 /** Throws with the name and the worst element when `actual` is not within `tol` of `expected`. */
-export function assertClose(name: string, actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number): void {
+export function assertClose(
+  name: string,
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  tol: number,
+): void {
   const { err, at } = relError(actual, expected);
   if (!(err <= tol)) {
     throw new Error(
-      `${name}: relative error ${err.toExponential(2)} > ${tol} at element ${at}: got ${actual[at]}, expected ${expected[at]}`,
+      `${name}: relative error ${err.toExponential(2)} > ${tol} at element ${at}: got ${
+        actual[at]
+      }, expected ${expected[at]}`,
     );
   }
 }

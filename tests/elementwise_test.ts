@@ -70,7 +70,11 @@ function broadcastHost(a: Host, b: Host, f: (x: number, y: number) => number): H
   return { data, shape };
 }
 
-const binaryCases: [string, (a: ops.Tensor, b: ops.Tensor) => ops.Tensor, (x: number, y: number) => number][] = [
+const binaryCases: [
+  string,
+  (a: ops.Tensor, b: ops.Tensor) => ops.Tensor,
+  (x: number, y: number) => number,
+][] = [
   ["add", ops.add, (x, y) => x + y],
   ["sub", ops.sub, (x, y) => x - y],
   ["mul", ops.mul, (x, y) => x * y],
@@ -113,7 +117,10 @@ Deno.test("comparisons give 1 or 0 with broadcasting", async () => {
   for (const [name, gpuFn, f] of cases) {
     await checkOp({
       name,
-      inputs: [{ shape: [3, 4], data: [0, 1, 2, 3, 1, 1, 2, 2, 3, 0, 0, 1] }, { shape: [4], data: [1, 1, 2, 0] }],
+      inputs: [{ shape: [3, 4], data: [0, 1, 2, 3, 1, 1, 2, 2, 3, 0, 0, 1] }, {
+        shape: [4],
+        data: [1, 1, 2, 0],
+      }],
       gpu: gpuFn,
       cpu: (a, b) => broadcastHost(a, b, f),
       noGrad: true,

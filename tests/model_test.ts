@@ -42,7 +42,7 @@ function randomBatch(b: number, m: number, seed: number): ClocBatch {
   }
   return {
     batchSize: b,
-    regions: m,
+    maxRegions: m,
     images: rng.normals(b * 3 * s * s),
     text: Int32Array.from({ length: b * ctx }, () => rng.int(vocab)),
     regionBoxes: boxes,
@@ -105,7 +105,14 @@ Deno.test("loading refuses a checkpoint with a missing, extra or wrongly shaped 
   } catch (e) {
     message = (e as Error).message;
   }
-  for (const part of ["bad.safetensors", `missing "visual.proj"`, `unexpected "visual.extra"`, `"ln_final.weight" has shape [31]`]) {
+  for (
+    const part of [
+      "bad.safetensors",
+      `missing "visual.proj"`,
+      `unexpected "visual.extra"`,
+      `"ln_final.weight" has shape [31]`,
+    ]
+  ) {
     assert(message.includes(part), `"${part}" not in: ${message}`);
   }
   model.dispose();

@@ -18,7 +18,7 @@ function reduceHost(x: Host, axes: number[], f: "sum" | "max" | "mean", keepDims
     }
     acc[o] = f === "max" ? Math.max(acc[o], x.data[i]) : acc[o] + x.data[i];
   }
-  if (f === "mean") for (let i = 0; i < n; i++) acc[i] /= count;
+  if (f === "mean") { for (let i = 0; i < n; i++) acc[i] /= count; }
   return { data: acc, shape: keepDims ? outShapeKeep : shape.filter((_, i) => !axes.includes(i)) };
 }
 

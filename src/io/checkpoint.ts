@@ -7,7 +7,7 @@
 
 import { Rng } from "../tensor/random.ts";
 import { Cloc } from "../nn/model.ts";
-import { validateConfig, type ClocConfig } from "../nn/config.ts";
+import { type ClocConfig, validateConfig } from "../nn/config.ts";
 import type { HostTensor } from "../nn/module.ts";
 import { toFloat32 } from "./safetensors.ts";
 import { readSafetensorsFile, writeSafetensorsFile } from "./files.ts";
@@ -24,10 +24,20 @@ import { readSafetensorsFile, writeSafetensorsFile } from "./files.ts";
  * await saveModel("runs/x/model.safetensors", model, { tokenizer: JSON.stringify(tokenizer.toJSON()) });
  * ```
  */
-export async function saveModel(path: string, model: Cloc, metadata: Record<string, string> = {}): Promise<void> {
+export async function saveModel(
+  path: string,
+  model: Cloc,
+  metadata: Record<string, string> = {},
+): Promise<void> {
   const tensors = new Map<string, { dtype: "F32"; shape: readonly number[]; data: Float32Array }>();
-  for (const [name, t] of await model.stateDict()) tensors.set(name, { dtype: "F32", shape: t.shape, data: t.data });
-  await writeSafetensorsFile(path, tensors, { format: "pt", config: JSON.stringify(model.config), ...metadata });
+  for (const [name, t] of await model.stateDict()) {
+    tensors.set(name, { dtype: "F32", shape: t.shape, data: t.data });
+  }
+  await writeSafetensorsFile(path, tensors, {
+    format: "pt",
+    config: JSON.stringify(model.config),
+    ...metadata,
+  });
 }
 
 /**
@@ -44,7 +54,9 @@ export async function saveModel(path: string, model: Cloc, metadata: Record<stri
  */
 export async function loadModel(path: string): Promise<{ model: Cloc; metadata: Record<string, string> }> {
   const { tensors, metadata } = await readSafetensorsFile(path);
-  if (!metadata.config) throw new Error(`${path}: no "config" in the checkpoint's metadata: cannot rebuild the model`);
+  if (!metadata.config) {
+    throw new Error(`${path}: no "config" in the checkpoint's metadata: cannot rebuild the model`);
+  }
   let config: ClocConfig;
   try {
     config = validateConfig(JSON.parse(metadata.config));

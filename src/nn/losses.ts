@@ -165,7 +165,7 @@ export function clocLosses(
   if (outputs.regionFeatures === null || outputs.regionTextEmbeds === null || outputs.predBoxes === null) {
     return { loss: clip, clip, cloc: null, ground: null, lambda: 0 };
   }
-  const { batchSize: b, regions: m } = batch;
+  const { batchSize: b, maxRegions: m } = batch;
   const { rows, imagesWithRegions } = validSlots(batch.regionValid, m);
   const lambda = config.region_weight * imagesWithRegions / b;
   if (rows.length === 0) {

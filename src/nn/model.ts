@@ -479,7 +479,7 @@ export interface ClocBatch {
   /** B. */
   batchSize: number;
   /** M region slots per image. */
-  regions: number;
+  maxRegions: number;
   /** `[B, 3, S, S]`, normalised. */
   images: Float32Array;
   /** `[B, ctx]` caption ids. */
@@ -544,7 +544,7 @@ export class Cloc extends Module {
    * @param mode "cloc" (default) also computes the region embeddings and boxes; "clip" only the towers.
    */
   forward(batch: ClocBatch, mode: "cloc" | "clip" = "cloc"): ClocOutputs {
-    const { batchSize: b, regions: m } = batch;
+    const { batchSize: b, maxRegions: m } = batch;
     const { image_size: s } = this.config.vision;
     const images = tensor(batch.images, [b, 3, s, s]);
     const tokens = this.visual.tokens(images); // [B, N, W]

@@ -50,7 +50,9 @@ export function backward(loss: Tensor, dloss?: Tensor): void {
     throw new Error(`backward: ${loss} does not require grad: no parameter it depends on has requiresGrad`);
   }
   if (dloss === undefined && loss.size !== 1) {
-    throw new RangeError(`backward: the loss must have one element, got ${formatShape(loss.shape)}; pass dloss`);
+    throw new RangeError(
+      `backward: the loss must have one element, got ${formatShape(loss.shape)}; pass dloss`,
+    );
   }
   noGrad(() => {
     const grads = new Map<Tensor, Tensor>();

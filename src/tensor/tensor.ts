@@ -185,7 +185,7 @@ export function keep<T>(value: T): T {
 
 function collectTensors(value: unknown, into: Set<Tensor>): void {
   if (value instanceof Tensor) into.add(value);
-  else if (Array.isArray(value)) for (const v of value) collectTensors(v, into);
+  else if (Array.isArray(value)) { for (const v of value) collectTensors(v, into); }
   else if (value !== null && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype) {
     for (const v of Object.values(value)) collectTensors(v, into);
   }
@@ -215,7 +215,9 @@ export function formatShape(shape: readonly number[]): string {
 
 function checkShape(shape: readonly number[]): void {
   for (const d of shape) {
-    if (!Number.isInteger(d) || d < 0) throw new RangeError(`Invalid shape ${formatShape(shape)}: dimensions must be whole numbers >= 0`);
+    if (!Number.isInteger(d) || d < 0) {
+      throw new RangeError(`Invalid shape ${formatShape(shape)}: dimensions must be whole numbers >= 0`);
+    }
   }
 }
 
@@ -296,7 +298,9 @@ export class Tensor {
     const storage = this.#live();
     if (sizeOf(shape) !== this.size) {
       throw new RangeError(
-        `Cannot reshape ${this.#describe()} ${formatShape(this.shape)} to ${formatShape(shape)}: sizes differ`,
+        `Cannot reshape ${this.#describe()} ${formatShape(this.shape)} to ${
+          formatShape(shape)
+        }: sizes differ`,
       );
     }
     storage.refs++;
@@ -312,7 +316,11 @@ export class Tensor {
 
   /** The value of a one-element tensor. */
   async item(): Promise<number> {
-    if (this.size !== 1) throw new RangeError(`Cannot take item() of ${this.#describe()} ${formatShape(this.shape)}: it has ${this.size} elements`);
+    if (this.size !== 1) {
+      throw new RangeError(
+        `Cannot take item() of ${this.#describe()} ${formatShape(this.shape)}: it has ${this.size} elements`,
+      );
+    }
     return (await this.toArray())[0];
   }
 
@@ -398,7 +406,10 @@ export function tensor(
   const values = dtype === "i32" ? Int32Array.from(data) : Float32Array.from(data);
   const gpu = getGpu();
   const storage = { buffer: gpu.upload(values), gpu, refs: 1 };
-  return new Tensor(storage, shape, dtype, { requiresGrad: options.requiresGrad ?? false, name: options.name });
+  return new Tensor(storage, shape, dtype, {
+    requiresGrad: options.requiresGrad ?? false,
+    name: options.name,
+  });
 }
 
 /**

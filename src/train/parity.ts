@@ -66,7 +66,7 @@ function hostBatch(tensors: Map<string, SafetensorsTensor>, file: string, config
   }
   return {
     batchSize: b,
-    regions: m,
+    maxRegions: m,
     images: toFloat32(images),
     text: need("input.text").data as Int32Array,
     regionBoxes: toFloat32(boxes),
