@@ -272,7 +272,8 @@ export class TextTransformer extends Module {
 
   /**
    * `tokens [n, ctx]` (host ids) → `text_features [n, E]`, pooled at the first EOT of each row (the last
-   * position when a row has none). The pooled rows are found on the CPU, from the host tokens.
+   * position when a row has none). The pooled rows are found on the CPU, from the host tokens, so nothing
+   * is read back.
    */
   features(tokens: Int32Array, n: number): Tensor {
     const { context_length: ctx, width: w, eot_token_id: eot } = this.config.text;
@@ -288,13 +289,23 @@ export class TextTransformer extends Module {
           break;
         }
       }
-      pooled[r] = r * ctx + at;
+      pooled[r] = at;
     }
-    const ids = tensor(tokens, [n, ctx], { dtype: "i32" });
-    const x = add(embedding(ids, this.tokenEmbedding), this.positionalEmbedding); // [n, ctx, V]
-    const h = this.transformer.forward(x, this.causalMask);
-    // Layer norm is per row, so pooling first gives the same numbers for ctx times less work.
-    const rows = gather(reshape(h, [n * ctx, w]), 0, tensor(pooled, [n], { dtype: "i32" })); // [n, V]
+    // The causal mask keeps every position after a row's EOT out of its pooled row, so running only the
+    // first `len` positions (len = the last pooled position + 1) gives the same numbers for less work:
+    // region captions of a few words need a few positions, not the whole context.
+    const len = Math.max(...pooled, 0) + 1;
+    const ids = new Int32Array(n * len);
+    for (let r = 0; r < n; r++) {
+      ids.set(tokens.subarray(r * ctx, r * ctx + len), r * len);
+      pooled[r] += r * len;
+    }
+    const positions = len === ctx ? this.positionalEmbedding : slice(this.positionalEmbedding, 0, 0, len);
+    const mask = len === ctx ? this.causalMask : slice(slice(this.causalMask, 0, 0, len), 1, 0, len);
+    const x = add(embedding(tensor(ids, [n, len], { dtype: "i32" }), this.tokenEmbedding), positions); // [n, len, V]
+    const h = this.transformer.forward(x, mask);
+    // Layer norm is per row, so pooling first gives the same numbers for len times less work.
+    const rows = gather(reshape(h, [n * len, w]), 0, tensor(pooled, [n], { dtype: "i32" })); // [n, V]
     return matmul(this.lnFinal.forward(rows), this.textProjection);
   }
 
@@ -539,7 +550,7 @@ export class Cloc extends Module {
   }
 
   /**
-   * The forward pass on a host batch. Captions and region captions go through the text tower together.
+   * The forward pass on a host batch.
    * @param batch See {@link ClocBatch}.
    * @param mode "cloc" (default) also computes the region embeddings and boxes; "clip" only the towers.
    */
@@ -558,13 +569,11 @@ export class Cloc extends Module {
         predBoxes: null,
       };
     }
-    const allText = new Int32Array(batch.text.length + batch.regionText.length);
-    allText.set(batch.text);
-    allText.set(batch.regionText, batch.text.length);
-    const textOut = this.text.features(allText, b + b * m); // [B + B*M, E]
-    const textFeatures = slice(textOut, 0, 0, b);
+    // Captions and region captions go through the text tower separately: region captions are short, and
+    // each call runs only as many positions as its longest caption needs.
+    const textFeatures = this.text.features(batch.text, b);
     const e = this.config.embed_dim;
-    const regionTextEmbeds = reshape(l2Normalize(slice(textOut, 0, b, b + b * m)), [b, m, e]);
+    const regionTextEmbeds = reshape(l2Normalize(this.text.features(batch.regionText, b * m)), [b, m, e]);
     const kv = this.prompter.imageKeysValues(tokens);
     const regionFeatures = this.prompter.regionFeatures(kv, batch.regionBoxes, b, m);
     const predBoxes = this.prompter.predictBoxes(kv, regionTextEmbeds);
