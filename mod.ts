@@ -52,3 +52,8 @@ export * from "./src/train/schedule.ts";
 export * from "./src/train/config.ts";
 export * from "./src/train/trainer.ts";
 export * from "./src/train/parity.ts";
+export * from "./src/ops/roi_align.ts";
+export * from "./src/eval/metrics.ts";
+export * from "./src/eval/evaluate.ts";
+export * from "./src/eval/report.ts";
+export * from "./src/eval/run.ts";

@@ -45,6 +45,12 @@ export interface PrompterConfig {
   heads: number;
   /** MLP hidden width = mlp_ratio * vision width. */
   mlp_ratio: number;
+  /**
+   * How a box becomes a region embedding: `"block"` is the spec's Prompter (box prompt through the block);
+   * `"roialign"` is the paper's ablation: RoIAlign-pooled patch tokens inside the box, then `ln_post` and
+   * `proj`. Grounding uses the block in both. @default "block"
+   */
+  kind?: "block" | "roialign";
 }
 
 /** Loss settings. */
@@ -134,6 +140,9 @@ export function validateConfig(config: ClocConfig): ClocConfig {
   }
   positive("prompter.heads", p.heads);
   positive("prompter.mlp_ratio", p.mlp_ratio);
+  if (p.kind !== undefined && p.kind !== "block" && p.kind !== "roialign") {
+    problems.push(`prompter.kind must be "block" or "roialign", got ${JSON.stringify(p.kind)}`);
+  }
   if (v.image_size % v.patch_size !== 0) {
     problems.push(
       `vision.image_size ${v.image_size} is not divisible by vision.patch_size ${v.patch_size}: pick a patch size that divides it`,

@@ -20,6 +20,7 @@ import { permute } from "../ops/permute.ts";
 import { concat, slice } from "../ops/slice.ts";
 import { embedding, gather } from "../ops/gather.ts";
 import { maskedFill } from "../ops/where.ts";
+import { roiAlign } from "../ops/roi_align.ts";
 import { softmax } from "../ops/softmax.ts";
 import { l2Normalize } from "../ops/losses.ts";
 import { type ClocConfig, validateConfig } from "./config.ts";
@@ -472,6 +473,31 @@ export class Prompter extends Module {
     return matmul(this.lnPost.forward(out), this.proj);
   }
 
+  /**
+   * The RoIAlign ablation (`prompter.kind: "roialign"`): the patch tokens of `T_img` as a `[B, g, g, W]` map,
+   * RoIAlign-pooled inside each box (2 x 2 bins of 2 x 2 bilinear samples; the mean over the bins, which is
+   * the mean of a regular 4 x 4 grid of samples), then `prompter.ln_post` and `@ prompter.proj`.
+   * `boxes` host `[B, M, 4]` (normalised) → `region_features [B, M, E]`.
+   */
+  roiAlignFeatures(tokens: Tensor, boxes: Float32Array, b: number, m: number): Tensor {
+    const { image_size: s, patch_size: p, width: w } = this.config.vision;
+    const g = s / p;
+    const grid = reshape(slice(tokens, 1, 1), [b, g, g, w]); // patches in row-major grid order
+    const pooled = roiAlign(grid, tensor(boxes, [b, m, 4]), { outputSize: 2, samplingRatio: 2 }); // [B, M, 2, 2, W]
+    return matmul(this.lnPost.forward(mean(pooled, [2, 3])), this.proj);
+  }
+
+  /**
+   * Region embeddings by `prompter.kind`: {@link Prompter.regionFeatures} for `"block"` (the default),
+   * {@link Prompter.roiAlignFeatures} for `"roialign"`. `tokens` is `T_img [B, N, W]`, `kv` its keys and
+   * values; `boxes` host `[B, M, 4]` → `region_features [B, M, E]`.
+   */
+  regions(tokens: Tensor, kv: ImageKeysValues, boxes: Float32Array, b: number, m: number): Tensor {
+    return this.config.prompter.kind === "roialign"
+      ? this.roiAlignFeatures(tokens, boxes, b, m)
+      : this.regionFeatures(kv, boxes, b, m);
+  }
+
   /** Boxes from text prompts: `regionTextEmbeds [B, M, E]` (L2-normalised) → `pred_boxes [B, M, 4]`. */
   predictBoxes(kv: ImageKeysValues, regionTextEmbeds: Tensor): Tensor {
     const [b, m] = regionTextEmbeds.shape;
@@ -575,7 +601,7 @@ export class Cloc extends Module {
     const e = this.config.embed_dim;
     const regionTextEmbeds = reshape(l2Normalize(this.text.features(batch.regionText, b * m)), [b, m, e]);
     const kv = this.prompter.imageKeysValues(tokens);
-    const regionFeatures = this.prompter.regionFeatures(kv, batch.regionBoxes, b, m);
+    const regionFeatures = this.prompter.regions(tokens, kv, batch.regionBoxes, b, m);
     const predBoxes = this.prompter.predictBoxes(kv, regionTextEmbeds);
     return { imageFeatures, textFeatures, regionFeatures, regionTextEmbeds, predBoxes };
   }
