@@ -225,3 +225,83 @@ export function lineChartPng(
   if (options.xLabel) text(options.xLabel, (l.left + width - l.right) / 2, height - 4, "middle");
   return encodePng(image);
 }
+
+/** One group of bars (a metric), one bar per series (a model). */
+export interface BarGroup {
+  /** The group's label under its bars. */
+  label: string;
+  /** One value per series, in [0, 1] (null: not measured, no bar). */
+  values: (number | null)[];
+}
+
+/**
+ * A grouped bar chart of fractions in [0, 1] as a PNG: one group per metric, one colour per model.
+ *
+ * @param groups The metrics.
+ * @param seriesNames The models, in the order of each group's values.
+ * @param options `title`, `width` (default 900), `height` (default 420).
+ * @returns PNG bytes.
+ *
+ * @example
+ * ```ts
+ * import { barChartPng } from "./plot.ts";
+ * const png = barChartPng([{ label: "R@1", values: [0.5, 0.7] }], ["CLIP", "CLOC"]);
+ * console.log(png.length > 100); // true
+ * ```
+ */
+export function barChartPng(
+  groups: BarGroup[],
+  seriesNames: string[],
+  options: { title?: string; width?: number; height?: number } = {},
+): Uint8Array {
+  const width = options.width ?? 900, height = options.height ?? 420;
+  const image = { width, height, data: new Uint8Array(width * height * 3).fill(255) };
+  const left = 48, right = 150, top = 30, bottom = 40;
+  const plotW = width - left - right, plotH = height - top - bottom;
+  const y = (v: number) => top + (1 - v) * plotH;
+  const rect = (x0: number, y0: number, x1: number, y1: number, c: readonly number[]) => {
+    for (let yy = Math.max(0, Math.round(y0)); yy < Math.min(height, Math.round(y1)); yy++) {
+      for (let xx = Math.max(0, Math.round(x0)); xx < Math.min(width, Math.round(x1)); xx++) {
+        image.data.set(c, (yy * width + xx) * 3);
+      }
+    }
+  };
+  const text = (s: string, x: number, yy: number, anchor: "start" | "middle" | "end" = "start") => {
+    const w = textWidth(s);
+    drawText(
+      image,
+      s,
+      Math.round(anchor === "start" ? x : anchor === "middle" ? x - w / 2 : x - w),
+      Math.round(yy - 7),
+      [0, 0, 0],
+    );
+  };
+  for (let t = 0; t <= 10; t += 2) {
+    rect(left, y(t / 10), left + plotW, y(t / 10) + 1, [221, 221, 221]);
+    text(`${t * 10}%`, left - 6, y(t / 10) + 4, "end");
+  }
+  const groupW = plotW / Math.max(groups.length, 1);
+  const barW = (groupW * 0.8) / Math.max(seriesNames.length, 1);
+  groups.forEach((g, i) => {
+    const x0 = left + i * groupW + groupW * 0.1;
+    g.values.forEach((v, k) => {
+      if (v === null || !Number.isFinite(v)) return;
+      rect(
+        x0 + k * barW,
+        y(Math.max(0, Math.min(1, v))),
+        x0 + (k + 1) * barW - 1,
+        y(0),
+        COLORS[k % COLORS.length],
+      );
+    });
+    text(g.label, left + (i + 0.5) * groupW, height - bottom + 16, "middle");
+  });
+  rect(left, y(0), left + plotW, y(0) + 1, [68, 68, 68]);
+  seriesNames.forEach((name, k) => {
+    const ly = top + 14 + 18 * k;
+    rect(width - right + 10, ly - 8, width - right + 26, ly, COLORS[k % COLORS.length]);
+    text(name, width - right + 32, ly);
+  });
+  if (options.title) text(options.title, width / 2, 18, "middle");
+  return encodePng(image);
+}
