@@ -24,7 +24,11 @@ export class LayerNorm extends Module {
   /** The bias `[width]`. */
   readonly bias: Tensor;
 
-  /** @param width The normalised (last) axis's size. */
+  /**
+   * Layer norm over a last axis of `width`.
+   * @param width The normalised (last) axis's size.
+   * @param eps Added to the variance.
+   */
   constructor(width: number, readonly eps = 1e-5) {
     super();
     this.weight = this.param("weight", [width], new Float32Array(width).fill(1));

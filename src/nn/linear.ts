@@ -26,6 +26,7 @@ export class Linear extends Module {
   readonly bias: Tensor | null;
 
   /**
+   * A layer `inFeatures → outFeatures`.
    * @param inFeatures Input width.
    * @param outFeatures Output width.
    * @param rng Initialises the weight with normal values of std `options.std` (default in^-1/2).

@@ -28,7 +28,8 @@ import { LayerNorm } from "./layer_norm.ts";
 import { Linear } from "./linear.ts";
 import { Module } from "./module.ts";
 
-type Activation = (x: Tensor) => Tensor;
+/** An elementwise activation (`gelu` or `quickGelu`). */
+export type Activation = (x: Tensor) => Tensor;
 
 function activation(name: ClocConfig["act"]): Activation {
   return name === "gelu" ? gelu : quickGelu;
@@ -64,6 +65,7 @@ export class Attention extends Module {
   readonly outProj: Linear;
 
   /**
+   * Attention of `heads` heads over tokens of width `width`.
    * @param width The token width w.
    * @param heads Heads H (d = w / H).
    * @param rng Initialisation (std w^-1/2 for in_proj, `outStd` for out_proj).
@@ -103,7 +105,14 @@ export class Mlp extends Module {
   /** `[w, r*w]`. */
   readonly cProj: Linear;
 
-  /** @param width w; @param hidden r*w. */
+  /**
+   * An MLP `width → hidden → width`.
+   * @param width w.
+   * @param hidden r*w.
+   * @param act The activation.
+   * @param rng Initialisation.
+   * @param projStd Std of `c_proj`'s weight.
+   */
   constructor(width: number, hidden: number, readonly act: Activation, rng: Rng, projStd = hidden ** -0.5) {
     super();
     this.cFc = this.child("c_fc", new Linear(width, hidden, rng, { std: (2 * width) ** -0.5 }));
@@ -310,6 +319,7 @@ export class TextTransformer extends Module {
     return matmul(this.lnFinal.forward(rows), this.textProjection);
   }
 
+  /** Frees the parameters and the causal mask. */
   override dispose(): void {
     super.dispose();
     this.causalMask.dispose();
@@ -364,17 +374,26 @@ export interface ImageKeysValues {
   values: Tensor;
 }
 
-/** The box head: `fc2(act(fc1(h)))`. */
-class BoxHead extends Module {
+/** The box head: `fc2(act(fc1(h)))`, `[..., W]` → `[..., 4]` (before the sigmoid). */
+export class BoxHead extends Module {
+  /** `[W, W]`. */
   readonly fc1: Linear;
+  /** `[4, W]`. */
   readonly fc2: Linear;
 
+  /**
+   * A box head of width `width`.
+   * @param width W.
+   * @param act The activation between the layers.
+   * @param rng Initialisation.
+   */
   constructor(width: number, readonly act: Activation, rng: Rng) {
     super();
     this.fc1 = this.child("fc1", new Linear(width, width, rng));
     this.fc2 = this.child("fc2", new Linear(width, 4, rng));
   }
 
+  /** `h [..., W]` → `[..., 4]`. */
   forward(h: Tensor): Tensor {
     return this.fc2.forward(this.act(this.fc1.forward(h)));
   }

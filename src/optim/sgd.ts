@@ -28,6 +28,7 @@ export class SGD {
   lr: number;
 
   /**
+   * SGD over `params`.
    * @param params The parameters to update (tensors that require grad).
    * @param options `lr`: the learning rate (default 0.01).
    */

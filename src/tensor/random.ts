@@ -19,7 +19,10 @@ export class Rng {
   /** The generator's state; set it to resume a sequence. */
   state: number;
 
-  /** @param seed Any integer. */
+  /**
+   * A generator seeded with `seed`.
+   * @param seed Any integer.
+   */
   constructor(seed: number) {
     this.state = (seed | 0) ^ 0x9e3779b9;
   }

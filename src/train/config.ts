@@ -90,7 +90,15 @@ export const PRESETS: Record<string, TrainConfig> = {
       embed_dim: 64,
       act: "gelu",
       vision: { image_size: 32, patch_size: 8, width: 64, layers: 2, heads: 4, mlp_ratio: 4 },
-      text: { vocab_size: 0, context_length: 32, width: 64, layers: 2, heads: 4, mlp_ratio: 4, eot_token_id: 0 },
+      text: {
+        vocab_size: 0,
+        context_length: 32,
+        width: 64,
+        layers: 2,
+        heads: 4,
+        mlp_ratio: 4,
+        eot_token_id: 0,
+      },
       prompter: { heads: 4, mlp_ratio: 4 },
       loss: LOSS,
     },
@@ -123,7 +131,15 @@ export const PRESETS: Record<string, TrainConfig> = {
       embed_dim: 128,
       act: "gelu",
       vision: { image_size: 64, patch_size: 8, width: 192, layers: 6, heads: 6, mlp_ratio: 4 },
-      text: { vocab_size: 0, context_length: 32, width: 128, layers: 4, heads: 4, mlp_ratio: 4, eot_token_id: 0 },
+      text: {
+        vocab_size: 0,
+        context_length: 32,
+        width: 128,
+        layers: 4,
+        heads: 4,
+        mlp_ratio: 4,
+        eot_token_id: 0,
+      },
       prompter: { heads: 6, mlp_ratio: 4 },
       loss: LOSS,
     },
@@ -156,7 +172,15 @@ export const PRESETS: Record<string, TrainConfig> = {
       embed_dim: 512,
       act: "gelu",
       vision: { image_size: 224, patch_size: 16, width: 768, layers: 12, heads: 12, mlp_ratio: 4 },
-      text: { vocab_size: 0, context_length: 77, width: 512, layers: 12, heads: 8, mlp_ratio: 4, eot_token_id: 0 },
+      text: {
+        vocab_size: 0,
+        context_length: 77,
+        width: 512,
+        layers: 12,
+        heads: 8,
+        mlp_ratio: 4,
+        eot_token_id: 0,
+      },
       prompter: { heads: 12, mlp_ratio: 4 },
       loss: LOSS,
     },
@@ -204,7 +228,9 @@ function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<s
     if (v === undefined) continue;
     const prev = out[k];
     const isObject = (x: unknown) => x !== null && typeof x === "object" && !Array.isArray(x);
-    out[k] = isObject(prev) && isObject(v) ? merge(prev as Record<string, unknown>, v as Record<string, unknown>) : v;
+    out[k] = isObject(prev) && isObject(v)
+      ? merge(prev as Record<string, unknown>, v as Record<string, unknown>)
+      : v;
   }
   return out;
 }
@@ -227,11 +253,15 @@ export function validateTrainConfig(config: TrainConfig): TrainConfig {
   const problems: string[] = [];
   const int = (name: keyof TrainConfig, min: number) => {
     const v = config[name] as number;
-    if (!Number.isInteger(v) || v < min) problems.push(`--${flagName(name)} must be an integer >= ${min}, got ${v}`);
+    if (!Number.isInteger(v) || v < min) {
+      problems.push(`--${flagName(name)} must be an integer >= ${min}, got ${v}`);
+    }
   };
   const pos = (name: keyof TrainConfig, min = 0) => {
     const v = config[name] as number;
-    if (typeof v !== "number" || !(v >= min) || !Number.isFinite(v)) problems.push(`--${flagName(name)} must be a number >= ${min}, got ${v}`);
+    if (typeof v !== "number" || !(v >= min) || !Number.isFinite(v)) {
+      problems.push(`--${flagName(name)} must be a number >= ${min}, got ${v}`);
+    }
   };
   int("steps", 1);
   int("batchSize", 2);
@@ -248,16 +278,28 @@ export function validateTrainConfig(config: TrainConfig): TrainConfig {
   pos("weightDecay");
   pos("gradClip");
   pos("eps");
-  if (config.mode !== "cloc" && config.mode !== "clip") problems.push(`--mode must be "cloc" or "clip", got "${config.mode}"`);
-  if (config.tokenizer !== "word" && config.tokenizer !== "clip") problems.push(`--tokenizer must be "word" or "clip", got "${config.tokenizer}"`);
+  if (config.mode !== "cloc" && config.mode !== "clip") {
+    problems.push(`--mode must be "cloc" or "clip", got "${config.mode}"`);
+  }
+  if (config.tokenizer !== "word" && config.tokenizer !== "clip") {
+    problems.push(`--tokenizer must be "word" or "clip", got "${config.tokenizer}"`);
+  }
   if (!/^mosaic:(digits|fashion)$/.test(config.data) && !/\.(jsonl|json)$/.test(config.data)) {
-    problems.push(`--data must be mosaic:digits, mosaic:fashion, a .jsonl file or a COCO .json file, got "${config.data}"`);
+    problems.push(
+      `--data must be mosaic:digits, mosaic:fashion, a .jsonl file or a COCO .json file, got "${config.data}"`,
+    );
   }
   const b = config.betas;
-  if (!Array.isArray(b) || b.length !== 2 || !b.every((x) => x >= 0 && x < 1)) problems.push(`betas must be two numbers in [0, 1), got ${JSON.stringify(b)}`);
+  if (!Array.isArray(b) || b.length !== 2 || !b.every((x) => x >= 0 && x < 1)) {
+    problems.push(`betas must be two numbers in [0, 1), got ${JSON.stringify(b)}`);
+  }
   try {
     // The tokenizer fills these in; check the rest of the model now.
-    const text = { ...config.model.text, vocab_size: Math.max(config.model.text.vocab_size, 2), eot_token_id: 1 };
+    const text = {
+      ...config.model.text,
+      vocab_size: Math.max(config.model.text.vocab_size, 2),
+      eot_token_id: 1,
+    };
     validateConfig({ ...config.model, text });
   } catch (e) {
     problems.push((e as Error).message.replace(/^Invalid model config: /, "model: "));

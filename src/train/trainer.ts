@@ -92,7 +92,11 @@ export interface TrainResult {
 
 /** Why a run stopped for a non-finite loss. */
 export class NonFiniteLossError extends Error {
-  /** @param step The first step whose loss or gradient was not finite. */
+  /**
+   * The error of a run that stopped at `step`.
+   * @param step The first step whose loss or gradient was not finite.
+   * @param message What happened and what to do.
+   */
   constructor(readonly step: number, message: string) {
     super(message);
     this.name = "NonFiniteLossError";
@@ -107,7 +111,14 @@ export function dataSpec(config: TrainConfig, split: "train" | "test"): DataSpec
   const mosaic = /^mosaic:(digits|fashion)$/.exec(config.data);
   if (mosaic) {
     const count = split === "train" ? config.trainCount : config.evalCount;
-    return { kind: "mosaic", set: mosaic[1] as "digits" | "fashion", split, count, seed: config.seed, canvas: config.canvas };
+    return {
+      kind: "mosaic",
+      set: mosaic[1] as "digits" | "fashion",
+      split,
+      count,
+      seed: config.seed,
+      canvas: config.canvas,
+    };
   }
   if (config.data.endsWith(".jsonl")) return { kind: "jsonl", path: config.data };
   return { kind: "coco", path: config.data };
@@ -212,8 +223,16 @@ async function saveCheckpoint(
   for (let i = 0; i < named.length; i++) {
     const [name, p] = named[i];
     tensors.set(name, { dtype: "F32", shape: p.shape, data: (await p.toArray()) as Float32Array });
-    tensors.set(`adamw.m.${name}`, { dtype: "F32", shape: p.shape, data: (await m[i].toArray()) as Float32Array });
-    tensors.set(`adamw.v.${name}`, { dtype: "F32", shape: p.shape, data: (await v[i].toArray()) as Float32Array });
+    tensors.set(`adamw.m.${name}`, {
+      dtype: "F32",
+      shape: p.shape,
+      data: (await m[i].toArray()) as Float32Array,
+    });
+    tensors.set(`adamw.v.${name}`, {
+      dtype: "F32",
+      shape: p.shape,
+      data: (await v[i].toArray()) as Float32Array,
+    });
   }
   const metadata = {
     format: "pt",
@@ -224,14 +243,19 @@ async function saveCheckpoint(
   };
   // One file holds everything a resume needs, so a crash mid-save leaves the previous one whole.
   await writeSafetensorsFile(`${dir}/train_state.safetensors`, tensors, metadata);
-  await saveModel(`${dir}/model.safetensors`, model, { tokenizer: metadata.tokenizer, step: `${state.step}` });
+  await saveModel(`${dir}/model.safetensors`, model, {
+    tokenizer: metadata.tokenizer,
+    step: `${state.step}`,
+  });
 }
 
 async function loadCheckpoint(dir: string) {
   const path = `${dir}/train_state.safetensors`;
   const { tensors, metadata } = await readSafetensorsFile(path);
   for (const key of ["train_config", "tokenizer", "state"]) {
-    if (!metadata[key]) throw new Error(`${path}: no "${key}" in the metadata: not a clocgpu training checkpoint`);
+    if (!metadata[key]) {
+      throw new Error(`${path}: no "${key}" in the metadata: not a clocgpu training checkpoint`);
+    }
   }
   const config = JSON.parse(metadata.train_config) as TrainConfig;
   const tokenizer = tokenizerFromJson(JSON.parse(metadata.tokenizer));
@@ -248,7 +272,11 @@ async function loadCheckpoint(dir: string) {
 // Plots and metrics files
 
 /** Writes `loss.svg` and `loss.png` of a run's metrics. */
-export async function writeLossPlots(dir: string, metrics: StepMetrics[], mode: "cloc" | "clip"): Promise<void> {
+export async function writeLossPlots(
+  dir: string,
+  metrics: StepMetrics[],
+  mode: "cloc" | "clip",
+): Promise<void> {
   const line = (name: string, key: keyof StepMetrics) => ({
     name,
     points: metrics.filter((m) => !m.skipped).map((m) => [m.step, m[key] as number] as [number, number]),
@@ -267,7 +295,9 @@ async function readMetrics(path: string, upTo: number): Promise<StepMetrics[]> {
   } catch {
     return [];
   }
-  return text.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l) as StepMetrics).filter((m) => m.step <= upTo);
+  return text.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l) as StepMetrics).filter((m) =>
+    m.step <= upTo
+  );
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -325,7 +355,10 @@ export async function train(config: TrainConfig, options: TrainOptions): Promise
     validateTrainConfig(config);
   }
   await Deno.mkdir(out, { recursive: true });
-  await writeFileAtomic(`${out}/config.json`, new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"));
+  await writeFileAtomic(
+    `${out}/config.json`,
+    new TextEncoder().encode(JSON.stringify(config, null, 2) + "\n"),
+  );
 
   // 2. Data.
   const loader = await Loader.open(dataSpec(config, "train"), tokenizer, {
@@ -348,7 +381,9 @@ export async function train(config: TrainConfig, options: TrainOptions): Promise
     clamp: { logit_scale: [0, config.model.loss.logit_scale_max] },
   });
   if (resumed) {
-    model.loadParameters(new Map(named.map(([name]) => [name, resumed!.host(name)])), { source: resumed.path });
+    model.loadParameters(new Map(named.map(([name]) => [name, resumed!.host(name)])), {
+      source: resumed.path,
+    });
     optimizer.loadState({
       step: start,
       steps: resumed.state.adamSteps,
@@ -356,12 +391,19 @@ export async function train(config: TrainConfig, options: TrainOptions): Promise
       v: named.map(([name]) => resumed!.host(`adamw.v.${name}`).data),
     });
   }
-  say(`model: ${model.parameterCount().toLocaleString("en")} parameters, mode ${config.mode}, ` +
-    `${loader.length} training images, ${loader.stepsPerEpoch} steps an epoch`);
+  say(
+    `model: ${model.parameterCount().toLocaleString("en")} parameters, mode ${config.mode}, ` +
+      `${loader.length} training images, ${loader.stepsPerEpoch} steps an epoch`,
+  );
 
   // 4. The schedule: a pure function of the step.
   const lrAt = (step: number) =>
-    learningRate(step, { lr: config.lr, minLr: config.minLr, warmupSteps: config.warmupSteps, totalSteps: config.steps });
+    learningRate(step, {
+      lr: config.lr,
+      minLr: config.minLr,
+      warmupSteps: config.warmupSteps,
+      totalSteps: config.steps,
+    });
 
   // 5. The loop.
   const metrics = await readMetrics(`${out}/metrics.jsonl`, start);
