@@ -307,3 +307,30 @@ Deno.test("cli/data.ts writes DIR/data.jsonl, the images and DIR/preview.png", a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("mosaic regionText mixed varies region captions' detail and keeps the pixels and image captions", async () => {
+  const { MosaicDataset } = await import("../src/data/mosaic.ts");
+  const full = await MosaicDataset.open("digits", "test", 20, { canvas: 32, seed: 3 });
+  const mixed = await MosaicDataset.open("digits", "test", 20, { canvas: 32, seed: 3, regionText: "mixed" });
+  const lengths = new Set<number>();
+  for (let i = 0; i < 20; i++) {
+    const a = full.get(i), b = mixed.get(i);
+    if (a.caption !== b.caption) throw new Error(`scene ${i}: the image caption changed`);
+    if (!a.image.data.every((v, k) => v === b.image.data[k])) {
+      throw new Error(`scene ${i}: the pixels changed`);
+    }
+    b.regions.forEach((r, k) => {
+      const words = r.text.split(" ");
+      lengths.add(words.length);
+      // Every variant is a sub-phrase of the full caption that ends with the class.
+      if (
+        !r.text.endsWith(a.regions[k].label!) || !words.every((w) => a.regions[k].text.split(" ").includes(w))
+      ) {
+        throw new Error(`scene ${i} region ${k}: "${r.text}" is not a sub-phrase of "${a.regions[k].text}"`);
+      }
+    });
+  }
+  if (![1, 2, 3].every((n) => lengths.has(n))) {
+    throw new Error(`expected 1-, 2- and 3-word captions, got ${[...lengths]}`);
+  }
+});

@@ -78,6 +78,8 @@ export interface MosaicSpec {
   minObjects?: number;
   /** Most objects a scene. @default 4 */
   maxObjects?: number;
+  /** Region captions: always full, or of mixed detail (see `MosaicOptions.regionText`). @default "full" */
+  regionText?: "full" | "mixed";
 }
 
 /** A region-text JSONL file. */
@@ -228,9 +230,15 @@ export class RecordDataset implements Dataset {
 export async function openDataset(spec: DataSpec): Promise<{ dataset: Dataset; bad: BadRecords | null }> {
   switch (spec.kind) {
     case "mosaic": {
-      const { set, split, count, seed, canvas, minObjects, maxObjects } = spec;
+      const { set, split, count, seed, canvas, minObjects, maxObjects, regionText } = spec;
       return {
-        dataset: await MosaicDataset.open(set, split, count, { seed, canvas, minObjects, maxObjects }),
+        dataset: await MosaicDataset.open(set, split, count, {
+          seed,
+          canvas,
+          minObjects,
+          maxObjects,
+          regionText,
+        }),
         bad: null,
       };
     }

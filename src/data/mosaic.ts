@@ -80,6 +80,13 @@ export interface MosaicOptions {
   smallSize?: number;
   /** Longer side of a `large` object as a fraction of the canvas. @default 0.45 */
   largeSize?: number;
+  /**
+   * Region captions: `"full"` always says `<size> <colour> <class>`; `"mixed"` says, with equal odds, the
+   * class alone, colour and class, size and class, or all three, as noun phrases of varying detail do in
+   * the paper's VESL captions. Training on mixed captions is what lets a model recognise a region by its
+   * bare class name. The image caption always names everything. @default "full"
+   */
+  regionText?: "full" | "mixed";
 }
 
 /** One object of a scene. */
@@ -215,6 +222,7 @@ export class MosaicDataset implements Dataset {
       seed: options.seed ?? 0,
       smallSize: options.smallSize ?? 0.25,
       largeSize: options.largeSize ?? 0.45,
+      regionText: options.regionText ?? "full",
     };
     if (!(Number.isInteger(o.canvas) && o.canvas >= 8)) {
       throw new RangeError(`MosaicDataset: canvas must be an integer >= 8: got ${o.canvas}`);
@@ -263,7 +271,17 @@ export class MosaicDataset implements Dataset {
     if (!(Number.isInteger(index) && index >= 0 && index < this.length)) {
       throw new RangeError(`MosaicDataset.get: index ${index} out of range [0, ${this.length})`);
     }
-    return this.#generate(new Rng(mixSeed(this.options.seed, index)));
+    const scene = this.#generate(new Rng(mixSeed(this.options.seed, index)));
+    if (this.options.regionText === "mixed") {
+      // A generator of its own, so the scenes' pixels and full captions are those of "full".
+      const detail = new Rng(mixSeed(this.options.seed ^ 0x2545f491, index));
+      scene.regions = scene.objects.map((o) => {
+        const words =
+          [[o.label], [o.color, o.label], [o.size, o.label], [o.size, o.color, o.label]][detail.int(4)];
+        return { box: [...o.box], text: words.join(" "), label: o.label };
+      });
+    }
+    return scene;
   }
 
   /** Generates a scene from a generator's next numbers. */

@@ -118,6 +118,8 @@ export function dataSpec(config: TrainConfig, split: "train" | "test"): DataSpec
       count,
       seed: config.seed,
       canvas: config.canvas,
+      // Training sees region captions of every detail, down to the bare class name (see MosaicOptions).
+      regionText: split === "train" ? "mixed" : "full",
     };
   }
   if (config.data.endsWith(".jsonl")) return { kind: "jsonl", path: config.data };
