@@ -49,7 +49,9 @@ for (const file of files) {
   }
   const started = performance.now();
   const report = await runParity(bytes, file, tolerance);
-  console.log(`\n${file}: ${report.rows.length} tensors, ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  console.log(
+    `\n${file}: ${report.rows.length} tensors, ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
   console.log(`${"tensor".padEnd(56)} ${"rel. error".padStart(10)}  result`);
   const worst = new Map<string, (typeof report.rows)[number]>();
   for (const row of report.rows) {
@@ -65,7 +67,9 @@ for (const file of files) {
     }
   }
   const failed = report.rows.filter((r) => !r.ok).length;
-  console.log(failed === 0 ? `PASS: every tensor within ${tolerance}` : `FAIL: ${failed} tensor(s) over ${tolerance}`);
+  console.log(
+    failed === 0 ? `PASS: every tensor within ${tolerance}` : `FAIL: ${failed} tensor(s) over ${tolerance}`,
+  );
   allOk &&= report.ok;
 }
 gpu.destroy();

@@ -10,18 +10,17 @@
  */
 
 import type { Rng } from "../tensor/random.ts";
-import { keep, type Tensor, tensor } from "../tensor/tensor.ts";
+import { type Tensor, tensor } from "../tensor/tensor.ts";
 import { add, broadcastTo } from "../ops/binary.ts";
-import { gelu, quickGelu, scale, sigmoid } from "../ops/unary.ts";
+import { gelu, quickGelu, sigmoid } from "../ops/unary.ts";
 import { mean } from "../ops/reduce.ts";
 import { reshape } from "../ops/reshape.ts";
 import { linear, matmul } from "../ops/matmul.ts";
 import { permute } from "../ops/permute.ts";
 import { concat, slice } from "../ops/slice.ts";
 import { embedding, gather } from "../ops/gather.ts";
-import { maskedFill } from "../ops/where.ts";
 import { roiAlign } from "../ops/roi_align.ts";
-import { softmax } from "../ops/softmax.ts";
+import { attention } from "../ops/attention.ts";
 import { l2Normalize } from "../ops/losses.ts";
 import { type ClocConfig, validateConfig } from "./config.ts";
 import { LayerNorm } from "./layer_norm.ts";
@@ -82,18 +81,16 @@ export class Attention extends Module {
   }
 
   /**
-   * Self-attention over `x [B, T, w]`; `mask [T, T]` (1 = blocked) is applied as -inf before the softmax.
+   * Self-attention over `x [B, T, w]`, scores scaled by d^-1/2; `causal`: token i sees tokens j <= i only.
    * @returns `[B, T, w]`.
    */
-  forward(x: Tensor, mask?: Tensor): Tensor {
+  forward(x: Tensor, causal = false): Tensor {
     const qkv = splitHeads(linear(x, this.inProjWeight, this.inProjBias), 3 * this.heads); // [B, 3H, T, d]
     const h = this.heads;
-    const q = scale(slice(qkv, 1, 0, h), (this.width / h) ** -0.5); // [B, H, T, d]
+    const q = slice(qkv, 1, 0, h); // [B, H, T, d]
     const k = slice(qkv, 1, h, 2 * h);
     const v = slice(qkv, 1, 2 * h, 3 * h);
-    let scores = matmul(q, k, { transposeB: true }); // [B, H, T, T]
-    if (mask) scores = maskedFill(scores, mask, -Infinity);
-    const out = matmul(softmax(scores), v); // [B, H, T, d]
+    const out = attention(q, k, v, { causal }); // [B, H, T, d]
     return this.outProj.forward(mergeHeads(out));
   }
 }
@@ -147,9 +144,9 @@ export class ResidualBlock extends Module {
     this.mlp = this.child("mlp", new Mlp(width, mlpRatio * width, act, rng, projStd));
   }
 
-  /** `x [B, T, w]` → `[B, T, w]`. */
-  forward(x: Tensor, mask?: Tensor): Tensor {
-    const h = add(x, this.attn.forward(this.ln1.forward(x), mask));
+  /** `x [B, T, w]` → `[B, T, w]`; `causal` as in {@link Attention.forward}. */
+  forward(x: Tensor, causal = false): Tensor {
+    const h = add(x, this.attn.forward(this.ln1.forward(x), causal));
     return add(h, this.mlp.forward(this.ln2.forward(h)));
   }
 }
@@ -169,9 +166,9 @@ export class Transformer extends Module {
     }
   }
 
-  /** `x [B, T, w]` through every block. */
-  forward(x: Tensor, mask?: Tensor): Tensor {
-    for (const block of this.blocks) x = block.forward(x, mask);
+  /** `x [B, T, w]` through every block; `causal` as in {@link Attention.forward}. */
+  forward(x: Tensor, causal = false): Tensor {
+    for (const block of this.blocks) x = block.forward(x, causal);
     return x;
   }
 }
@@ -256,8 +253,6 @@ export class TextTransformer extends Module {
   readonly lnFinal: LayerNorm;
   /** `[V, E]`. */
   readonly textProjection: Tensor;
-  /** `[ctx, ctx]`, 1 where j > i (blocked). */
-  readonly causalMask: Tensor;
 
   /** The tower of `config.text`. */
   constructor(readonly config: ClocConfig, rng: Rng) {
@@ -275,9 +270,6 @@ export class TextTransformer extends Module {
       [w, config.embed_dim],
       rng.normals(w * config.embed_dim, w ** -0.5),
     );
-    const mask = new Float32Array(ctx * ctx);
-    for (let i = 0; i < ctx; i++) for (let j = i + 1; j < ctx; j++) mask[i * ctx + j] = 1;
-    this.causalMask = keep(tensor(mask, [ctx, ctx]));
   }
 
   /**
@@ -301,7 +293,7 @@ export class TextTransformer extends Module {
       }
       pooled[r] = at;
     }
-    // The causal mask keeps every position after a row's EOT out of its pooled row, so running only the
+    // Causal attention keeps every position after a row's EOT out of its pooled row, so running only the
     // first `len` positions (len = the last pooled position + 1) gives the same numbers for less work:
     // region captions of a few words need a few positions, not the whole context.
     const len = Math.max(...pooled, 0) + 1;
@@ -311,18 +303,11 @@ export class TextTransformer extends Module {
       pooled[r] += r * len;
     }
     const positions = len === ctx ? this.positionalEmbedding : slice(this.positionalEmbedding, 0, 0, len);
-    const mask = len === ctx ? this.causalMask : slice(slice(this.causalMask, 0, 0, len), 1, 0, len);
     const x = add(embedding(tensor(ids, [n, len], { dtype: "i32" }), this.tokenEmbedding), positions); // [n, len, V]
-    const h = this.transformer.forward(x, mask);
+    const h = this.transformer.forward(x, true); // causal
     // Layer norm is per row, so pooling first gives the same numbers for len times less work.
     const rows = gather(reshape(h, [n * len, w]), 0, tensor(pooled, [n], { dtype: "i32" })); // [n, V]
     return matmul(this.lnFinal.forward(rows), this.textProjection);
-  }
-
-  /** Frees the parameters and the causal mask. */
-  override dispose(): void {
-    super.dispose();
-    this.causalMask.dispose();
   }
 }
 
@@ -456,26 +441,19 @@ export class Prompter extends Module {
   promptBlock(prompts: Tensor, kv: ImageKeysValues): Tensor {
     const attn = this.block.attn;
     const heads = this.config.prompter.heads;
-    const p = prompts.shape[2];
-    const d = this.config.vision.width / heads;
     // [B, M, P, 3W] → [B, M, 3H, P, d] → per head, then move heads before slots: [B, H, M, P, d].
     const qkv = splitHeads(
       linear(this.block.ln1.forward(prompts), attn.inProjWeight, attn.inProjBias),
       3 * heads,
     );
     const part = (i: number) => permute(slice(qkv, 2, i * heads, (i + 1) * heads), [0, 2, 1, 3, 4]);
-    const q = scale(part(0), d ** -0.5);
-    const k = part(1), v = part(2);
-    const scores = concat([
-      matmul(q, k, { transposeB: true }), // [B, H, M, P, P]   prompt → prompt
-      matmul(q, kv.keys, { transposeB: true }), // [B, H, M, P, N]   prompt → image
-    ], -1);
-    const weights = softmax(scores);
+    const q = part(0);
+    const [b, , m, , d] = q.shape;
     const n = kv.keys.shape[3];
-    const mixed = add(
-      matmul(slice(weights, -1, 0, p), v),
-      matmul(slice(weights, -1, p, p + n), kv.values),
-    ); // [B, H, M, P, d]
+    // Each slot's keys and values: its own prompt rows, then its image's rows (the same for every slot).
+    const slotRows = (own: Tensor, image: Tensor) =>
+      concat([own, broadcastTo(image, [b, heads, m, n, d])], -2);
+    const mixed = attention(q, slotRows(part(1), kv.keys), slotRows(part(2), kv.values)); // [B, H, M, P, d]
     const merged = mergeHeads(permute(mixed, [0, 2, 1, 3, 4])); // [B, M, P, W]
     const h = add(prompts, attn.outProj.forward(merged));
     return add(h, this.block.mlp.forward(this.block.ln2.forward(h)));

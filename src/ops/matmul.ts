@@ -12,26 +12,43 @@
 import code from "../../shaders/matmul.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { params } from "../gpu/device.ts";
-import { empty, formatShape, noGrad, sizeOf, type Tensor } from "../tensor/tensor.ts";
+import { empty, formatShape, getGpu, noGrad, sizeOf, type Tensor } from "../tensor/tensor.ts";
 import { broadcastTo } from "./binary.ts";
-import { broadcastShapes, expectF32, gradNode } from "./_op.ts";
+import { broadcastShapes, expectF32, gradNode, grid1d } from "./_op.ts";
+import { adapterKey, isCpuAdapter, timeCandidates } from "./_autotune.ts";
 import { sumTo } from "./reduce.ts";
 import { reshape } from "./reshape.ts";
 
 /**
- * The tile shape of the matmul kernel: a workgroup of `wgX` x `wgY` threads computes a
- * `tm wgY` x `4 wgX` tile of the output (`tm` x 4 per thread), walking K in steps of `tileK` through
- * workgroup memory.
+ * A tile shape of the matmul kernels. Two kernels compute the same product (`shaders/matmul.wgsl`):
+ * - `"tiled"`: a workgroup of `wgX` x `wgY` threads computes a `tm wgY` x `4 wgX` tile of the output
+ *   (`tm` x 4 per thread), walking K in steps of `tileK` through workgroup memory. For GPUs.
+ * - `"regs"`: each thread computes `tm` x `tn` outputs in registers, reading A and B straight from global
+ *   memory as vec4s; a workgroup covers `tm wgY` x `tn wgX`. For CPU rasterisers (llvmpipe), where every
+ *   read costs a scalar load per invocation and workgroup memory saves nothing.
  */
 export interface MatmulTiles {
-  /** Threads along N (the tile is `4 * wgX` columns wide). */
+  /**
+   * Which kernel.
+   * @default {"tiled"}
+   */
+  kernel?: "tiled" | "regs";
+  /** Threads along N. */
   wgX: number;
-  /** Threads along M (the tile is `4 * wgY` rows tall). */
+  /** Threads along M. */
   wgY: number;
-  /** The K step staged in workgroup memory; a multiple of 4. */
-  tileK: number;
-  /** Output rows per thread, 4 or 8 (the tile is then `tm * wgY` rows tall); 4 when omitted. */
+  /** `"tiled"`: the K step staged in workgroup memory, a multiple of 4. Not used by `"regs"`. */
+  tileK?: number;
+  /**
+   * Output rows per thread: 4 or 8 (`"tiled"`), 4, 8 or 16 (`"regs"`).
+   * @default {4}
+   */
   tm?: number;
+  /**
+   * `"regs"`: output columns per thread, 4, 8 or 16 (`"tiled"` always has 4).
+   * @default {4}
+   */
+  tn?: number;
 }
 
 /** Options for {@link matmul}. */
@@ -52,49 +69,336 @@ export interface MatmulOptions {
    */
   bias?: Tensor;
   /**
-   * The kernel's tile shape, for benchmarks and autotuning; by default one is picked from the sizes and the
-   * device's limits.
+   * The kernel and tile shape, for benchmarks, tests and autotuning; by default the adapter's
+   * {@link matmulTuning} is used, shrunk to fit small outputs.
    * @default {undefined}
    */
   tiles?: MatmulTiles;
+  /**
+   * Split K into this many chunks (partial products into a `[splitK, M, N]` buffer, then a sum over the
+   * chunks in a fixed order): pays when M x N is too small to keep the device busy and K is long. Only for
+   * a single (unbatched) product; by default chosen from the adapter's {@link MatmulTuning.splitBelow}.
+   * @default {undefined}
+   */
+  splitK?: number;
+}
+
+/** How matmul runs on one adapter: its tile shape and when to split K. JSON-serialisable. */
+export interface MatmulTuning {
+  /** The adapter this is for (vendor, architecture, device and description). */
+  adapter: string;
+  /** The tile shape for outputs that fill the device; smaller outputs get it shrunk. */
+  tiles: MatmulTiles;
+  /** Split K when an unbatched product launches fewer workgroups than this (and K is long enough). */
+  splitBelow: number;
+  /** Where it came from: the built-in guess for this kind of adapter, {@link tuneMatmul}, or a caller. */
+  source: "default" | "tuned" | "set";
+  /** What {@link tuneMatmul} measured, GFLOP/s per candidate (keyed by {@link formatTiles}) and shape. */
+  measured?: Record<string, number>;
 }
 
 // The batch is split over at most this many dimensions in the kernel's uniform (a vec4u each).
 const MAX_BATCH_DIMS = 4;
 const MAX_Z = 65535;
+// A split-K chunk is at least this long (shorter chunks spend more on the extra pass than they gain).
+const SPLIT_MIN_K = 128;
+const MAX_SPLITS = 32;
 
-// 64 x 64 tiles of 8 x 4 per thread ran ~20% faster on llvmpipe than 16 x 16 threads of 4 x 4 (5.5-6 vs
-// 4.5-5 GFLOP/s at 1024^3, bench/matmul_bench.ts); not yet measured on a real GPU: autotune later.
-const LARGE: MatmulTiles = { wgX: 16, wgY: 8, tileK: 16, tm: 8 };
-const SMALL: MatmulTiles = { wgX: 8, wgY: 8, tileK: 16, tm: 4 };
+// Shared-memory tiles (GPUs). 64 x 64 tiles of 8 x 4 per thread; 32 x 32 for small outputs.
+const TILED_LARGE: MatmulTiles = { kernel: "tiled", wgX: 16, wgY: 8, tileK: 16, tm: 8 };
+const TILED_SMALL: MatmulTiles = { kernel: "tiled", wgX: 8, wgY: 8, tileK: 16, tm: 4 };
+// Register tiles (CPU rasterisers). On llvmpipe (2 cores, AVX2) 16 x 16 per thread ran 4x the tiled
+// kernel above at 1024^3 (bench/matmul_bench.ts); tuneMatmul also tries the others.
+const REGS_CPU: MatmulTiles = { kernel: "regs", wgX: 8, wgY: 2, tm: 16, tn: 16 };
+
+const CPU_CANDIDATES: MatmulTiles[] = [
+  REGS_CPU,
+  { kernel: "regs", wgX: 8, wgY: 4, tm: 16, tn: 8 },
+  { kernel: "regs", wgX: 8, wgY: 4, tm: 8, tn: 8 },
+];
+const GPU_CANDIDATES: MatmulTiles[] = [
+  TILED_LARGE,
+  { kernel: "tiled", wgX: 16, wgY: 16, tileK: 16, tm: 4 },
+  { kernel: "tiled", wgX: 16, wgY: 16, tileK: 8, tm: 8 },
+  { kernel: "regs", wgX: 16, wgY: 16, tm: 4, tn: 4 },
+  { kernel: "regs", wgX: 16, wgY: 8, tm: 8, tn: 8 },
+];
+
+/**
+ * A short name for a tile shape, as used in {@link MatmulTuning.measured}.
+ *
+ * @param t The tile shape.
+ * @returns E.g. `"regs 16x16 wg 8x2"` or `"tiled 8x4 wg 16x8 k16"`.
+ *
+ * @example
+ * ```ts
+ * import { formatTiles } from "./matmul.ts";
+ * console.log(formatTiles({ kernel: "regs", wgX: 8, wgY: 2, tm: 16, tn: 16 })); // "regs 16x16 wg 8x2"
+ * ```
+ */
+export function formatTiles(t: MatmulTiles): string {
+  return (t.kernel ?? "tiled") === "regs"
+    ? `regs ${t.tm ?? 4}x${t.tn ?? 4} wg ${t.wgX}x${t.wgY}`
+    : `tiled ${t.tm ?? 4}x4 wg ${t.wgX}x${t.wgY} k${t.tileK}`;
+}
 
 /** Whether the device can run a tile shape (invocations and workgroup memory). */
 function fits(gpu: Gpu, t: MatmulTiles): boolean {
   const limits = gpu.limits;
-  const bytes = 4 * t.tileK * (4 * t.wgX + (t.tm ?? 4) * t.wgY);
-  return t.wgX * t.wgY <= limits.maxComputeInvocationsPerWorkgroup &&
-    t.wgX <= limits.maxComputeWorkgroupSizeX && t.wgY <= limits.maxComputeWorkgroupSizeY &&
-    bytes <= limits.maxComputeWorkgroupStorageSize;
-}
-
-/** 64x64 tiles when the output is large enough to keep the GPU busy with them, else 32x32. */
-function pickTiles(gpu: Gpu, m: number, n: number, batch: number): MatmulTiles {
-  const bigTiles = Math.ceil(m / 64) * Math.ceil(n / 64) * batch;
-  if (m > 32 && n > 32 && bigTiles >= 4 && fits(gpu, LARGE)) return LARGE;
-  return SMALL;
+  const threads = t.wgX * t.wgY <= limits.maxComputeInvocationsPerWorkgroup &&
+    t.wgX <= limits.maxComputeWorkgroupSizeX && t.wgY <= limits.maxComputeWorkgroupSizeY;
+  if ((t.kernel ?? "tiled") === "regs") return threads;
+  const bytes = 4 * (t.tileK ?? 0) * (4 * t.wgX + (t.tm ?? 4) * t.wgY);
+  return threads && bytes <= limits.maxComputeWorkgroupStorageSize;
 }
 
 function checkTiles(gpu: Gpu, t: MatmulTiles): void {
-  const ok = [t.wgX, t.wgY, t.tileK].every((v) => Number.isInteger(v) && v > 0) && t.tileK % 4 === 0 &&
-    (t.tm === undefined || t.tm === 4 || t.tm === 8);
+  const whole = (v: number | undefined) => v !== undefined && Number.isInteger(v) && v > 0;
+  const regs = t.kernel === "regs";
+  const ok = (t.kernel === undefined || t.kernel === "tiled" || regs) && whole(t.wgX) && whole(t.wgY) &&
+    (regs
+      ? [undefined, 4, 8, 16].includes(t.tm) && [undefined, 4, 8, 16].includes(t.tn)
+      : whole(t.tileK) && t.tileK! % 4 === 0 && [undefined, 4, 8].includes(t.tm) &&
+        [undefined, 4].includes(t.tn));
   if (!ok || !fits(gpu, t)) {
     const limits = gpu.limits;
     throw new RangeError(
-      `matmul: tiles ${JSON.stringify(t)} are not usable on this device: want whole wgX, wgY > 0, ` +
-        `tileK a multiple of 4, tm 4 or 8, wgX * wgY <= ${limits.maxComputeInvocationsPerWorkgroup} and ` +
-        `4 * tileK * (4 * wgX + tm * wgY) <= ${limits.maxComputeWorkgroupStorageSize} bytes`,
+      `matmul: tiles ${JSON.stringify(t)} are not usable on this device: want kernel "tiled" or "regs", ` +
+        `whole wgX, wgY > 0 with wgX * wgY <= ${limits.maxComputeInvocationsPerWorkgroup}; "tiled": tileK a ` +
+        `multiple of 4, tm 4 or 8 and 4 * tileK * (4 * wgX + tm * wgY) <= ` +
+        `${limits.maxComputeWorkgroupStorageSize} bytes; "regs": tm and tn 4, 8 or 16`,
     );
   }
+}
+
+// Tunings by adapter key: set by tuneMatmul or setMatmulTiles, else made on first use.
+const tunings = new Map<string, MatmulTuning>();
+
+function defaultTuning(gpu: Gpu): MatmulTuning {
+  const cpu = isCpuAdapter(gpu);
+  // A CPU rasteriser runs one workgroup per core: a few workgroups keep it busy. A GPU wants a few per
+  // compute unit (unknown to WebGPU); 64 is a guess, tuneMatmul measures.
+  const tiles = cpu ? REGS_CPU : TILED_LARGE;
+  return {
+    adapter: adapterKey(gpu),
+    tiles: fits(gpu, tiles) ? tiles : TILED_SMALL,
+    splitBelow: cpu ? 2 : 64,
+    source: "default",
+  };
+}
+
+/**
+ * The tile shape and split-K threshold matmul uses on this device's adapter: what {@link tuneMatmul} or
+ * {@link setMatmulTiles} installed for the adapter, else a built-in guess for its kind (register tiles on
+ * CPU rasterisers such as llvmpipe, shared-memory tiles on GPUs).
+ *
+ * @param gpu The device; by default the current one.
+ * @returns The tuning (a copy: change it through {@link setMatmulTiles}).
+ *
+ * @example Save the tuning, for a CLI to restore with setMatmulTiles
+ * ```ts
+ * import { matmulTuning, requestGpu, setGpu } from "../../mod.ts";
+ * setGpu(await requestGpu());
+ * const saved = JSON.stringify(matmulTuning());
+ * if (!JSON.parse(saved).tiles.wgX) throw new Error("a tile shape");
+ * ```
+ */
+export function matmulTuning(gpu: Gpu = getGpu()): MatmulTuning {
+  const key = adapterKey(gpu);
+  let tuning = tunings.get(key);
+  if (tuning === undefined) tunings.set(key, tuning = defaultTuning(gpu));
+  return structuredClone(tuning);
+}
+
+/**
+ * Installs a tuning for this device's adapter (one saved from {@link matmulTuning} or {@link tuneMatmul}
+ * by an earlier run, or a tile shape of your own). Every later matmul on the adapter uses it.
+ *
+ * @param tuning The tile shape, or a whole tuning (its `adapter` must be this one's when given).
+ * @param gpu The device; by default the current one.
+ * @returns The installed tuning.
+ * @throws {RangeError} When the tiles do not suit the device or the tuning is for another adapter.
+ *
+ * @example Restore a saved tuning
+ * ```ts
+ * import { matmulTuning, requestGpu, setGpu, setMatmulTiles } from "../../mod.ts";
+ * setGpu(await requestGpu());
+ * const saved = JSON.parse(JSON.stringify(matmulTuning()));
+ * const now = setMatmulTiles(saved);
+ * if (now.source !== "set") throw new Error("installed");
+ * ```
+ */
+export function setMatmulTiles(tuning: MatmulTiles | MatmulTuning, gpu: Gpu = getGpu()): MatmulTuning {
+  const key = adapterKey(gpu);
+  const whole = "tiles" in tuning ? tuning : null;
+  const tiles = whole ? whole.tiles : tuning as MatmulTiles;
+  if (whole && whole.adapter !== undefined && whole.adapter !== key) {
+    throw new RangeError(`matmul: the tuning is for adapter "${whole.adapter}", this device is "${key}"`);
+  }
+  checkTiles(gpu, tiles);
+  const splitBelow = whole?.splitBelow ?? matmulTuning(gpu).splitBelow;
+  if (!(Number.isInteger(splitBelow) && splitBelow >= 0)) {
+    throw new RangeError(`matmul: splitBelow must be a whole number >= 0, got ${splitBelow}`);
+  }
+  const installed: MatmulTuning = {
+    adapter: key,
+    tiles: { ...tiles },
+    splitBelow,
+    source: "set",
+    ...(whole?.measured ? { measured: { ...whole.measured } } : {}),
+  };
+  tunings.set(key, installed);
+  return structuredClone(installed);
+}
+
+/** Options for {@link tuneMatmul}. */
+export interface TuneMatmulOptions {
+  /**
+   * The tile shapes to time; by default {@link matmulCandidates} of the adapter.
+   * @default {undefined}
+   */
+  candidates?: MatmulTiles[];
+  /**
+   * Timed rounds per candidate (interleaved; the best counts).
+   * @default {3}
+   */
+  rounds?: number;
+}
+
+/**
+ * The tile shapes {@link tuneMatmul} chooses from on an adapter: register tiles on CPU rasterisers,
+ * shared-memory and register tiles on GPUs; only those the device can run.
+ *
+ * @param gpu The device; by default the current one.
+ * @param kind Which list: the adapter's own, or the CPU or GPU list whatever the adapter.
+ * @returns The candidates, best guess first.
+ *
+ * @example
+ * ```ts
+ * import { matmulCandidates, requestGpu, setGpu } from "../../mod.ts";
+ * setGpu(await requestGpu());
+ * if (matmulCandidates().length === 0) throw new Error("at least one");
+ * ```
+ */
+export function matmulCandidates(gpu: Gpu = getGpu(), kind: "adapter" | "cpu" | "gpu" = "adapter"): MatmulTiles[] {
+  const cpu = kind === "adapter" ? isCpuAdapter(gpu) : kind === "cpu";
+  return (cpu ? CPU_CANDIDATES : GPU_CANDIDATES).filter((t) => fits(gpu, t)).map((t) => ({ ...t }));
+}
+
+/**
+ * Times the adapter's candidate tile shapes on two representative products (a square 512^3 one and a
+ * training step's activation product, 2560 x 64 @ 64 x 256), installs the fastest (highest GFLOP/s summed
+ * over both) for the adapter and returns it. Then checks whether splitting K pays for a weight gradient
+ * (64 x 2560^T @ 2560 x 256). About 1-2 s on llvmpipe; run it once at start-up (the trainer and the
+ * benchmarks do) and persist the result with {@link matmulTuning} / {@link setMatmulTiles} if you like.
+ * Results only change by float rounding between tile shapes; once chosen, matmul is deterministic.
+ *
+ * @param gpu The device; by default the current one.
+ * @param options See {@link TuneMatmulOptions}.
+ * @returns The installed tuning, with what was measured.
+ *
+ * @example
+ * ```ts
+ * import { requestGpu, setGpu, tuneMatmul } from "../../mod.ts";
+ * setGpu(await requestGpu());
+ * const tuning = await tuneMatmul();
+ * console.log(tuning.tiles, tuning.measured);
+ * ```
+ */
+export async function tuneMatmul(gpu: Gpu = getGpu(), options: TuneMatmulOptions = {}): Promise<MatmulTuning> {
+  const candidates = options.candidates ?? matmulCandidates(gpu);
+  for (const t of candidates) checkTiles(gpu, t);
+  if (candidates.length === 0) throw new RangeError("matmul: tuneMatmul needs at least one candidate");
+  const rounds = options.rounds ?? 3;
+  // Inputs of any values (the timings do not depend on them); made directly on this device.
+  const buffers: GPUBuffer[] = [];
+  const operand = (shape: number[]) => {
+    const bytes = 4 * sizeOf(shape);
+    const buffer = gpu.upload(new Float32Array(bytes / 4).fill(0.5));
+    buffers.push(buffer);
+    return buffer;
+  };
+  const shapes = [
+    { name: "512x512x512", m: 512, k: 512, n: 512 },
+    { name: "2560x64x256", m: 2560, k: 64, n: 256 },
+  ];
+  const measured: Record<string, number> = {};
+  const score = new Array<number>(candidates.length).fill(0);
+  try {
+    for (const s of shapes) {
+      const a = operand([s.m, s.k]), b = operand([s.k, s.n]), c = operand([s.m, s.n]);
+      const dims = { m: s.m, n: s.n, k: s.k, aBatch: [], bBatch: [], outBatch: [] };
+      const seconds = await timeCandidates(
+        gpu,
+        candidates.length,
+        (i) => record(gpu, a, b, c, dims, false, false, undefined, candidates[i], 1),
+        { rounds },
+      );
+      seconds.forEach((t, i) => {
+        const gflops = 2 * s.m * s.n * s.k / t / 1e9;
+        measured[`${formatTiles(candidates[i])} ${s.name}`] = gflops;
+        score[i] += gflops;
+      });
+    }
+    const best = candidates[score.indexOf(Math.max(...score))];
+    // Split-K for a weight gradient: how much the best tiles gain from splitting when they leave the
+    // device idle. Try the default split and none, keep the threshold if it pays.
+    const m = 64, k = 2560, n = 256;
+    const a = operand([k, m]), b = operand([k, n]), c = operand([m, n]);
+    const dims = { m, n, k, aBatch: [], bBatch: [], outBatch: [] };
+    const guess = defaultTuning(gpu).splitBelow;
+    const tiles = shrink(gpu, best, m, n, 1);
+    const groups = gridOf(tiles, m, n);
+    const splits = splitCount(Math.max(guess, 2 * groups[0] * groups[1]), groups, k, 1);
+    let splitBelow = guess;
+    if (splits > 1) {
+      const [none, split] = await timeCandidates(
+        gpu,
+        2,
+        (i) => record(gpu, a, b, c, dims, true, false, undefined, tiles, i === 0 ? 1 : splits),
+        { rounds },
+      );
+      measured[`${formatTiles(tiles)} 64x2560x256 A^T`] = 2 * m * n * k / none / 1e9;
+      measured[`${formatTiles(tiles)} 64x2560x256 A^T split ${splits}`] = 2 * m * n * k / split / 1e9;
+      // Split below the workgroup count where it paid; never split when it did not.
+      splitBelow = split < 0.9 * none ? Math.max(guess, groups[0] * groups[1] + 1) : 0;
+    }
+    const tuning: MatmulTuning = { adapter: adapterKey(gpu), tiles: { ...best }, splitBelow, source: "tuned", measured };
+    tunings.set(tuning.adapter, tuning);
+    return structuredClone(tuning);
+  } finally {
+    await gpu.sync();
+    for (const buffer of buffers) gpu.release(buffer);
+  }
+}
+
+/** The tuning's tiles, shrunk so that a small output does not pay for a tile it mostly leaves empty. */
+function shrink(gpu: Gpu, t: MatmulTiles, m: number, n: number, batch: number): MatmulTiles {
+  if (t.kernel === "regs") {
+    let tm = t.tm ?? 4, tn = t.tn ?? 4;
+    while (tm > 4 && m <= (tm / 2) * t.wgY) tm /= 2;
+    while (tn > 4 && n <= (tn / 2) * t.wgX) tn /= 2;
+    return { ...t, tm, tn };
+  }
+  // Tiled: the tuned tile when the output fills a few of them, else 32 x 32.
+  const bm = (t.tm ?? 4) * t.wgY, bn = 4 * t.wgX;
+  const tiles = Math.ceil(m / bm) * Math.ceil(n / bn) * batch;
+  if ((m > bm / 2 && n > bn / 2 && tiles >= 4) || !fits(gpu, TILED_SMALL)) return t;
+  return TILED_SMALL;
+}
+
+/** Workgroups along N and M. */
+function gridOf(t: MatmulTiles, m: number, n: number): [number, number] {
+  const bn = (t.kernel === "regs" ? t.tn ?? 4 : 4) * t.wgX;
+  const bm = (t.tm ?? 4) * t.wgY;
+  return [Math.ceil(n / bn), Math.ceil(m / bm)];
+}
+
+/** How many K chunks an unbatched product with this grid gets: enough to launch `splitBelow` workgroups. */
+function splitCount(splitBelow: number, grid: [number, number], k: number, batch: number): number {
+  const groups = grid[0] * grid[1];
+  if (batch !== 1 || groups >= splitBelow || k < 2 * SPLIT_MIN_K) return 1;
+  return Math.min(Math.ceil(splitBelow / groups), Math.floor(k / SPLIT_MIN_K), MAX_SPLITS);
 }
 
 /**
@@ -140,23 +444,32 @@ function batchLayout(
   return { shape, aStrides, bStrides };
 }
 
+interface Dims {
+  m: number;
+  n: number;
+  k: number;
+  aBatch: number[];
+  bBatch: number[];
+  outBatch: number[];
+}
+
 /** Records the kernel launch(es) computing `out` (no autograd). */
 function launch(
   a: Tensor,
   b: Tensor,
   out: Tensor,
-  dims: { m: number; n: number; k: number; aBatch: number[]; bBatch: number[]; outBatch: number[] },
+  dims: Dims,
   transA: boolean,
   transB: boolean,
   bias: Tensor | undefined,
   tiles: MatmulTiles | undefined,
+  splitK: number | undefined,
 ): void {
   const { m, n, k } = dims;
   const batch = sizeOf(dims.outBatch);
   if (m === 0 || n === 0 || batch === 0) return;
   const gpu = a.gpu;
-  let layout = batchLayout(dims.aBatch, dims.bBatch, dims.outBatch, m * k, k * n);
-  if (layout.shape.length > MAX_BATCH_DIMS) {
+  if (batchLayout(dims.aBatch, dims.bBatch, dims.outBatch, m * k, k * n).shape.length > MAX_BATCH_DIMS) {
     // Rare: more alternating broadcast patterns than the kernel's uniform holds. Materialise both operands
     // over the full batch, which then merges into one dim.
     noGrad(() => {
@@ -172,12 +485,50 @@ function launch(
         transB,
         bias,
         tiles,
+        splitK,
       );
       a2.dispose();
       b2.dispose();
     });
     return;
   }
+  if (tiles) checkTiles(gpu, tiles);
+  const tuning = matmulTuning(gpu);
+  const t = tiles ?? shrink(gpu, tuning.tiles, m, n, batch);
+  let splits = 1;
+  if (splitK !== undefined) {
+    if (!(Number.isInteger(splitK) && splitK >= 1)) {
+      throw new RangeError(`matmul: splitK must be a whole number >= 1, got ${splitK}`);
+    }
+    if (splitK > 1 && batch !== 1) {
+      throw new RangeError(`matmul: splitK applies to a single product, this one has a batch of ${batch}`);
+    }
+    splits = splitK;
+  } else {
+    splits = splitCount(tuning.splitBelow, gridOf(t, m, n), k, batch);
+  }
+  record(gpu, a.buffer, b.buffer, out.buffer, dims, transA, transB, bias?.buffer, t, splits);
+}
+
+/**
+ * Records the dispatches of one product on raw buffers with a fixed tile shape and split count: the
+ * forward kernel over every batch (or K chunk), and the split-K sum.
+ */
+function record(
+  gpu: Gpu,
+  a: GPUBuffer,
+  b: GPUBuffer,
+  out: GPUBuffer,
+  dims: Dims,
+  transA: boolean,
+  transB: boolean,
+  bias: GPUBuffer | undefined,
+  t: MatmulTiles,
+  splits: number,
+): void {
+  const { m, n, k } = dims;
+  const batch = sizeOf(dims.outBatch);
+  let layout = batchLayout(dims.aBatch, dims.bBatch, dims.outBatch, m * k, k * n);
   while (layout.shape.length < MAX_BATCH_DIMS) {
     layout = {
       shape: [1, ...layout.shape],
@@ -185,42 +536,72 @@ function launch(
       bStrides: [0, ...layout.bStrides],
     };
   }
-  const t = tiles ?? pickTiles(gpu, m, n, batch);
-  if (tiles) checkTiles(gpu, t);
-  const gridX = Math.ceil(n / (4 * t.wgX));
-  const gridY = Math.ceil(m / ((t.tm ?? 4) * t.wgY));
+  const regs = t.kernel === "regs";
+  const [gridX, gridY] = gridOf(t, m, n);
   const max = gpu.limits.maxComputeWorkgroupsPerDimension;
   if (gridX > max || gridY > max) {
     throw new RangeError(
       `matmul: the output ${m} x ${n} needs a grid of ${gridX} x ${gridY} workgroups, over the ${max} per dimension`,
     );
   }
+  // K chunks: whole vec4s (regs) or whole tiles (tiled), so every chunk starts aligned.
+  const align = regs ? 4 : t.tileK!;
+  let kchunk = Math.max(k, 1);
+  if (splits > 1) {
+    kchunk = Math.ceil(Math.ceil(k / splits) / align) * align;
+    splits = Math.max(1, Math.ceil(k / kchunk));
+  }
   // vec4 global access needs the contiguous dim of that array to be a multiple of 4 (then every row and
   // every batch matrix starts on a vec4 boundary too).
-  const constants = {
+  const vecC = n % 4 === 0;
+  const constants: Record<string, number> = {
     TRANS_A: transA ? 1 : 0,
     TRANS_B: transB ? 1 : 0,
-    HAS_BIAS: bias ? 1 : 0,
+    HAS_BIAS: bias && splits === 1 ? 1 : 0,
     VEC_A: (transA ? m : k) % 4 === 0 ? 1 : 0,
     VEC_B: (transB ? k : n) % 4 === 0 ? 1 : 0,
-    VEC_C: n % 4 === 0 ? 1 : 0,
+    VEC_C: vecC ? 1 : 0,
     WG_X: t.wgX,
     WG_Y: t.wgY,
-    TILE_K: t.tileK,
     TM: t.tm ?? 4,
   };
-  const kernel = { file: "matmul.wgsl", code, entry: "matmul_forward", constants };
+  if (regs) {
+    constants.TN4 = (t.tn ?? 4) / 4;
+    constants.K_WHOLE = k % 4 === 0 ? 1 : 0;
+  }
+  else constants.TILE_K = t.tileK!;
+  const kernel = { file: "matmul.wgsl", code, entry: regs ? "matmul_forward_regs" : "matmul_forward", constants };
+  // The partial sums of a split product live in a temporary [splits, M, N] buffer.
+  const target = splits > 1 ? gpu.alloc(4 * splits * m * n) : out;
   // Without a bias the binding still exists; A is a valid read-only stand-in.
-  const inputs = [a.buffer, b.buffer, (bias ?? a).buffer];
+  const inputs = [a, b, bias && splits === 1 ? bias : a];
+  const z = batch * splits;
   const zMax = Math.min(MAX_Z, max);
-  for (let z0 = 0; z0 < batch; z0 += zMax) {
+  const shape = [m, n, k, 0, ...layout.shape, ...layout.aStrides, ...layout.bStrides, kchunk, splits];
+  for (let z0 = 0; z0 < z; z0 += zMax) {
+    shape[3] = z0;
     gpu.dispatch({
       kernel,
       inputs,
-      outputs: [out.buffer],
-      params: params([m, n, k, z0, ...layout.shape, ...layout.aStrides, ...layout.bStrides]),
-      workgroups: [gridX, gridY, Math.min(zMax, batch - z0)],
+      outputs: [target],
+      params: params(shape),
+      workgroups: [gridX, gridY, Math.min(zMax, z - z0)],
     });
+  }
+  if (splits > 1) {
+    gpu.dispatch({
+      kernel: {
+        file: "matmul.wgsl",
+        code,
+        entry: "matmul_reduce",
+        constants: { HAS_BIAS: bias ? 1 : 0, VEC_C: vecC ? 1 : 0 },
+      },
+      inputs: [target, target, bias ?? target],
+      outputs: [out],
+      params: params(shape),
+      workgroups: grid1d(vecC ? m * n / 4 : m * n, 64, max),
+    });
+    gpu.release(target);
   }
 }
 
@@ -307,7 +688,7 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     return bias ? [da, db, dbias] : [da, db];
   });
   const out = empty(outShape, "f32", node);
-  launch(a, b, out, { m, n, k, aBatch, bBatch, outBatch }, transA, transB, bias, options.tiles);
+  launch(a, b, out, { m, n, k, aBatch, bBatch, outBatch }, transA, transB, bias, options.tiles, options.splitK);
   return out;
 }
 
