@@ -1,167 +1,253 @@
 /**
- * Matmul benchmark: clocgpu's tiled kernel (`matmul()`, shaders/matmul.wgsl) against a naive baseline of
- * one thread per output element, on square f32 matrices of 256, 512 and 1024.
+ * Matmul benchmark: clocgpu's `matmul()` with the adapter's tuned tiles (`tuneMatmul`, run first), the
+ * same with the shared-memory kernel that was the default before the register-tiled one (the "before"),
+ * and `tf.matMul` of tfjs-backend-webgpu on the same adapter in the same process (the baseline), on square
+ * products of 256 to 2048 and on a CLOC training step's shapes:
  *
- *   XDG_RUNTIME_DIR=/tmp deno bench -A bench/matmul_bench.ts
+ *   XDG_RUNTIME_DIR=/tmp deno bench -A bench/matmul_bench.ts          # table, then Deno.bench
+ *   XDG_RUNTIME_DIR=/tmp deno run -A bench/matmul_bench.ts [--quick]  # table only (--quick: to 1024)
  *
- * Before anything is timed, every kernel is checked against an f64 CPU reference (all of 256^2, sampled
- * entries of the larger ones). Then one table of GFLOP/s is printed with the adapter's description, and
- * the same work is registered with `Deno.bench`. Each timed iteration records the dispatches and waits for
- * them with `gpu.sync()` (>= 10 ms in Deno), so the small sizes run several products per iteration to keep
- * that wait small next to the work.
+ * Every variant is checked against an f64 reference on sampled entries before it is timed. Timings are
+ * interleaved (each round times every variant once, so a burst of load from another process hits them
+ * alike) and the median round counts; a timed round records enough products for ~1 GFLOP and waits once
+ * (`gpu.sync()`, or a one-element readback for tfjs), which costs >= 10 ms in Deno. "cpu" is GFLOP per
+ * second of this process's CPU time (user + system, all threads): on a software rasteriser such as llvmpipe
+ * it does not drop when other processes take the cores.
+ *
+ * @module
  */
 
-import { params, requestGpu } from "../src/gpu/device.ts";
-import { linear, matmul } from "../src/ops/matmul.ts";
-import { empty, setGpu, type Tensor, tensor, tidy } from "../src/tensor/tensor.ts";
+import process from "node:process";
+import { requestGpu } from "../src/gpu/device.ts";
+import { formatTiles, matmul, type MatmulTiles, tuneMatmul } from "../src/ops/matmul.ts";
+import { keep, setGpu, tensor, tidy } from "../src/tensor/tensor.ts";
 import { Rng } from "../src/tensor/random.ts";
+import { initTfjsWebgpu, tf, tfjsSync } from "./_tfjs_cloc.ts";
 
-const SIZES = [256, 512, 1024];
+const QUICK = Deno.args.includes("--quick");
+const ROUNDS = 5;
 
-// The baseline: each thread computes one C[m, n] straight from global memory, no tiles, no registers.
-const NAIVE_WGSL = `
-struct Params { m: u32, n: u32, k: u32 }
-@group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
-@group(0) @binding(2) var<storage, read_write> c: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
+/** One product: `batch x [M x K] @ [K x N]`, with transposes as stored. */
+interface Shape {
+  name: string;
+  batch: number;
+  m: number;
+  k: number;
+  n: number;
+  transA: boolean;
+  transB: boolean;
+}
 
-@compute @workgroup_size(16, 16)
-fn naive_matmul(@builtin(global_invocation_id) gid: vec3u) {
-  let row = gid.y;
-  let col = gid.x;
-  if (row >= p.m || col >= p.n) { return; }
-  var s = 0.0;
-  for (var i = 0u; i < p.k; i++) { s += a[row * p.k + i] * b[i * p.n + col]; }
-  c[row * p.n + col] = s;
-}`;
+function shape(m: number, k: number, n: number, flags = "", batch = 1): Shape {
+  const transA = flags.includes("A"), transB = flags.includes("B");
+  const name = `${batch > 1 ? `${batch} x ` : ""}${m}x${k}x${n}${transA ? " A^T" : ""}${
+    transB ? " B^T" : ""
+  }`;
+  return { name, batch, m, k, n, transA, transB };
+}
+
+const SQUARE = (QUICK ? [256, 512, 1024] : [256, 512, 1024, 2048]).map((n) => shape(n, n, n));
+// The benchmark model's step (cli/bench.ts): ~2560 text tokens of width 64 through linear layers of 64 <->
+// 256 (x @ W^T forward, dX = dY @ W, dW = dY^T @ X), and the attention products of the fused kernel's
+// fallback, batched small matrices.
+const STEP = [
+  shape(2560, 64, 256, "B"),
+  shape(2560, 256, 64, "B"),
+  shape(2560, 256, 64),
+  shape(2560, 64, 256),
+  shape(256, 2560, 64, "A"),
+  shape(64, 2560, 256, "A"),
+  shape(17, 16, 17, "B", 128),
+  shape(17, 17, 16, "", 128),
+];
 
 const gpu = await requestGpu();
 setGpu(gpu);
-
-function naiveMatmul(a: Tensor, b: Tensor): Tensor {
-  const [m, k] = a.shape;
-  const n = b.shape[1];
-  const out = empty([m, n]);
-  gpu.dispatch({
-    kernel: { file: "matmul_bench.ts (naive)", code: NAIVE_WGSL, entry: "naive_matmul" },
-    inputs: [a.buffer, b.buffer],
-    outputs: [out.buffer],
-    params: params([m, n, k]),
-    workgroups: [Math.ceil(n / 16), Math.ceil(m / 16)],
-  });
-  return out;
+const tfAdapter = await initTfjsWebgpu();
+const t0 = performance.now();
+const tuning = await tuneMatmul(gpu);
+const tuneMs = performance.now() - t0;
+// What matmul() ran by default before the register-tiled kernel: 64 x 64 shared-memory tiles when the
+// output fills at least 4 of them, else 32 x 32.
+function beforeTiles(s: Shape): MatmulTiles {
+  const large = s.m > 32 && s.n > 32 && Math.ceil(s.m / 64) * Math.ceil(s.n / 64) * s.batch >= 4;
+  return large
+    ? { kernel: "tiled", wgX: 16, wgY: 8, tileK: 16, tm: 8 }
+    : { kernel: "tiled", wgX: 8, wgY: 8, tileK: 16, tm: 4 };
 }
-
-interface Variant {
-  label: string;
-  run: (a: Tensor, b: Tensor) => Tensor;
-}
-
-const variants: Variant[] = [
-  { label: "matmul() tiled (clocgpu)", run: (a, b) => matmul(a, b) },
-  {
-    label: "linear() x @ W^T (transposeB)",
-    run: (a, b) => linear(a, b),
-  },
-  { label: "naive, 1 thread/output (BASELINE)", run: naiveMatmul },
-];
 
 const rng = new Rng(7);
-function random(n: number): Float32Array {
-  return Float32Array.from({ length: n * n }, () => rng.uniform() * 2 - 1);
+const randoms = (n: number) => Float32Array.from({ length: n }, () => rng.uniform() * 2 - 1);
+
+/** Operands of a shape on both sides, with host copies for the reference. */
+function operands(s: Shape) {
+  const aShape = [s.batch, ...(s.transA ? [s.k, s.m] : [s.m, s.k])];
+  const bShape = [s.batch, ...(s.transB ? [s.n, s.k] : [s.k, s.n])];
+  const ha = randoms(s.batch * s.m * s.k), hb = randoms(s.batch * s.k * s.n);
+  return {
+    ha,
+    hb,
+    a: keep(tensor(ha, aShape)),
+    b: keep(tensor(hb, bShape)),
+    ta: tf.tensor3d(ha, aShape as [number, number, number]),
+    tb: tf.tensor3d(hb, bShape as [number, number, number]),
+  };
+}
+type Operands = ReturnType<typeof operands>;
+
+/** C[z, i, j] in f64. */
+function reference(s: Shape, o: Operands, z: number, i: number, j: number): number {
+  let sum = 0;
+  const ab = z * s.m * s.k, bb = z * s.k * s.n;
+  for (let p = 0; p < s.k; p++) {
+    const av = s.transA ? o.ha[ab + p * s.m + i] : o.ha[ab + i * s.k + p];
+    const bv = s.transB ? o.hb[bb + j * s.k + p] : o.hb[bb + p * s.n + j];
+    sum += av * bv;
+  }
+  return sum;
 }
 
-const inputs = new Map<number, { a: Tensor; b: Tensor; ha: Float32Array; hb: Float32Array }>();
-for (const n of SIZES) {
-  const ha = random(n), hb = random(n);
-  inputs.set(n, { a: tensor(ha, [n, n]), b: tensor(hb, [n, n]), ha, hb });
+/** A way to compute a product: record one run, wait for the queue, read the result (for the check). */
+interface Variant {
+  label: string;
+  run: (s: Shape, o: Operands) => void;
+  sync: () => Promise<void>;
+  result: (s: Shape, o: Operands) => Promise<ArrayLike<number>>;
 }
 
-/** C[i, j] in f64; `transB` reads b as [N, K]. */
-function reference(
-  ha: Float32Array,
-  hb: Float32Array,
-  n: number,
-  i: number,
-  j: number,
-  transB: boolean,
-): number {
-  let s = 0;
-  for (let p = 0; p < n; p++) s += ha[i * n + p] * (transB ? hb[j * n + p] : hb[p * n + j]);
-  return s;
+function ours(label: string, tiles?: (s: Shape) => MatmulTiles): Variant {
+  const product = (s: Shape, o: Operands) =>
+    matmul(o.a, o.b, { transposeA: s.transA, transposeB: s.transB, tiles: tiles?.(s) });
+  return {
+    label,
+    run: (s, o) => tidy(() => void product(s, o)),
+    sync: () => gpu.sync(),
+    result: async (s, o) => {
+      const c = tidy(() => product(s, o));
+      const out = await c.toArray();
+      c.dispose();
+      return out;
+    },
+  };
 }
 
-/** Throws unless a variant's output matches the reference (every entry at 256, 200 sampled entries above). */
-async function check(v: Variant, n: number): Promise<void> {
-  const { a, b, ha, hb } = inputs.get(n)!;
-  const out = tidy(() => v.run(a, b));
-  const got = await out.toArray();
-  out.dispose();
-  const transB = v.label.startsWith("linear");
-  const count = n <= 256 ? n * n : 200;
+let lastTf: tf.Tensor | null = null;
+const tfjs: Variant = {
+  label: "tfjs tf.matMul",
+  run: (s, o) => {
+    lastTf?.dispose();
+    lastTf = tf.matMul(o.ta, o.tb, s.transA, s.transB);
+  },
+  sync: async () => {
+    if (lastTf) await tfjsSync(lastTf);
+  },
+  result: async (s, o) => {
+    const c = tf.matMul(o.ta, o.tb, s.transA, s.transB);
+    const out = await c.data();
+    c.dispose();
+    return out;
+  },
+};
+
+const VARIANTS = [
+  ours(`clocgpu (${formatTiles(tuning.tiles)})`),
+  ours("clocgpu before (tiled)", beforeTiles),
+  tfjs,
+];
+
+/** Throws unless a variant matches f64 on 200 sampled entries (relative to the result's scale). */
+async function check(v: Variant, s: Shape, o: Operands): Promise<void> {
+  const got = await v.result(s, o);
   let worst = 0;
-  for (let s = 0; s < count; s++) {
-    const idx = n <= 256 ? s : rng.int(n * n);
-    const want = reference(ha, hb, n, Math.floor(idx / n), idx % n, transB);
-    worst = Math.max(worst, Math.abs(got[idx] - want) / Math.max(1, Math.abs(want)));
+  for (let t = 0; t < 200; t++) {
+    const z = rng.int(s.batch), i = rng.int(s.m), j = rng.int(s.n);
+    const want = reference(s, o, z, i, j);
+    worst = Math.max(worst, Math.abs(got[(z * s.m + i) * s.n + j] - want) / Math.max(1, Math.abs(want)));
   }
-  if (!(worst < 1e-4)) {
-    throw new Error(`${v.label} at ${n}: relative error ${worst} against the f64 reference`);
-  }
+  if (!(worst < 1e-4)) throw new Error(`${v.label} on ${s.name}: relative error ${worst} against f64`);
 }
 
-/** Products per timed iteration: about 1 GFLOP of work, so the >= 10 ms sync stays small next to it. */
-function repsFor(n: number): number {
-  return Math.max(1, Math.round(2 ** 30 / (2 * n ** 3)));
+/** Products per timed round: about 1 GFLOP, at most 200 (small products are dispatch-bound). */
+function repsFor(s: Shape): number {
+  return Math.max(1, Math.min(200, Math.round(1e9 / (2 * s.batch * s.m * s.k * s.n))));
 }
 
-async function iteration(v: Variant, n: number): Promise<void> {
-  const { a, b } = inputs.get(n)!;
-  tidy(() => {
-    for (let r = 0; r < repsFor(n); r++) v.run(a, b);
-  });
-  await gpu.sync();
+interface Row {
+  shape: string;
+  gflops: number[];
+  cpuGflops: number[];
 }
 
-// Check, then measure each variant once (best of 3 iterations) for the GFLOP/s table.
-const rows: string[] = [];
-for (const n of SIZES) {
-  for (const v of variants) {
-    await check(v, n);
-    await iteration(v, n); // warm-up: pipeline compile
-    let best = Infinity;
-    for (let r = 0; r < 3; r++) {
-      const t0 = performance.now();
-      await iteration(v, n);
-      best = Math.min(best, (performance.now() - t0) / 1000);
+async function measure(s: Shape): Promise<Row> {
+  const o = operands(s);
+  for (const v of VARIANTS) await check(v, s, o); // also compiles the pipelines
+  const reps = repsFor(s);
+  const wall: number[][] = VARIANTS.map(() => []), cpu: number[][] = VARIANTS.map(() => []);
+  const rounds = s.m * s.n * s.k >= 2048 ** 3 ? 2 : ROUNDS;
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < VARIANTS.length; i++) {
+      const start = performance.now();
+      const cpu0 = process.cpuUsage();
+      for (let j = 0; j < reps; j++) VARIANTS[i].run(s, o);
+      await VARIANTS[i].sync();
+      const used = process.cpuUsage(cpu0);
+      wall[i].push((performance.now() - start) / 1e3 / reps);
+      cpu[i].push((used.user + used.system) / 1e6 / reps);
     }
-    const seconds = best / repsFor(n);
-    const gflops = 2 * n ** 3 / seconds / 1e9;
-    rows.push(
-      `${String(n).padStart(5)}  ${v.label.padEnd(36)} ${(seconds * 1e3).toFixed(2).padStart(9)} ms  ${
-        gflops.toFixed(2).padStart(7)
-      } GFLOP/s`,
-    );
   }
+  lastTf?.dispose();
+  lastTf = null;
+  o.a.dispose(), o.b.dispose(), o.ta.dispose(), o.tb.dispose();
+  const flops = 2 * s.batch * s.m * s.k * s.n;
+  const median = (x: number[]) => [...x].sort((p, q) => p - q)[Math.floor(x.length / 2)];
+  return {
+    shape: s.name,
+    gflops: wall.map((w) => flops / median(w) / 1e9),
+    cpuGflops: cpu.map((c) => flops / median(c) / 1e9),
+  };
 }
+
+const rows: Row[] = [];
+for (const s of [...SQUARE, ...STEP]) rows.push(await measure(s));
+
+const f = (x: number) => x.toFixed(2).padStart(7);
 console.log(
-  `\nmatmul, f32, square, on "${gpu.info.description}" (vendor ${gpu.info.vendor}, ` +
-    `${
-      gpu.isFallbackAdapter ? "fallback/software" : "hardware"
-    } adapter); every kernel checked against f64 first\n` +
-    `    n  kernel                                per matmul     rate\n` + rows.join("\n") + "\n",
+  `\nmatmul f32 on "${gpu.info.description}" (vendor ${gpu.info.vendor}, ${
+    gpu.isFallbackAdapter ? "fallback/software" : "hardware"
+  } adapter; tfjs got vendor ${tfAdapter.vendor}), Deno ${Deno.version.deno}\n` +
+    `tuneMatmul (${tuneMs.toFixed(0)} ms) picked ${
+      formatTiles(tuning.tiles)
+    }, splitBelow ${tuning.splitBelow}\n` +
+    `GFLOP/s, median of ${ROUNDS} interleaved rounds (wall; cpu = per second of this process's CPU time)\n` +
+    `${"shape".padEnd(22)} ${"clocgpu".padStart(7)} ${"before".padStart(7)} ${"tfjs".padStart(7)}  ` +
+    `${"x tfjs".padStart(6)} ${"x before".padStart(8)}   cpu: ${"clocgpu".padStart(7)} ${
+      "before".padStart(7)
+    } ` +
+    `${"tfjs".padStart(7)}\n` +
+    rows.map((r) =>
+      `${r.shape.padEnd(22)} ${f(r.gflops[0])} ${f(r.gflops[1])} ${f(r.gflops[2])}  ${
+        (r.gflops[0] / r.gflops[2]).toFixed(2).padStart(6)
+      } ${(r.gflops[0] / r.gflops[1]).toFixed(2).padStart(8)}        ${f(r.cpuGflops[0])} ${
+        f(r.cpuGflops[1])
+      } ${f(r.cpuGflops[2])}`
+    ).join("\n") + "\n",
 );
 
-for (const n of SIZES) {
-  for (const v of variants) {
+// The same work under `deno bench`: tfjs is each group's baseline.
+for (const s of [...SQUARE, ...STEP]) {
+  if (s.m * s.n * s.k > 1024 ** 3) continue;
+  const o = operands(s);
+  for (const v of VARIANTS) {
     Deno.bench({
-      name: `${v.label} ${n}x${n} (x${repsFor(n)} per iteration)`,
-      group: `matmul ${n}`,
-      baseline: v.label.startsWith("naive"),
-      n: n >= 1024 ? 3 : 5,
+      name: `${v.label} ${s.name} (x${repsFor(s)} per iteration)`,
+      group: `matmul ${s.name}`,
+      baseline: v === tfjs,
+      n: 3,
       warmup: 1,
-      fn: () => iteration(v, n),
+      fn: async () => {
+        for (let j = 0; j < repsFor(s); j++) v.run(s, o);
+        await v.sync();
+      },
     });
   }
 }

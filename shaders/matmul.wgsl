@@ -40,11 +40,13 @@
 // thread computes TM rows x 4 TN4 columns of C (TM = 4, 8 or 16; TN4 = 1, 2 or 4) in registers, reading
 // A and B straight from global memory, 4 k at a time, as vec4s along whichever dimension is contiguous
 // (a transposed operand's 4 x 4 blocks are regrouped in registers). llvmpipe runs a workgroup on one CPU
-// thread, 8 invocations to an AVX2 vector, and turns every storage or workgroup read into 8 scalar reads
-// with a bounds check each: the reads cost far more than the FMAs, so a big micro-tile (16 x 16 reads 32
+// thread, 8 invocations to an AVX2 vector, and (Mesa 22.3) turns every storage or workgroup read, even of
+// an address all 8 share, into 8 scalar reads behind branches (and a bounds check each for storage): the
+// reads cost far more than the FMAs, so a big micro-tile (16 x 16 reads 32
 // vec4s for 1024 FMAs per 4 k) wins, and staging through workgroup memory only adds reads, writes and
 // barriers. Rows and columns past the edge are clamped to the last one (read, computed, never stored), so
-// the inner loop has no bounds checks; a K that is not a multiple of 4 ends with one masked step.
+// the inner loop has no bounds checks; when K is not a multiple of 4 (K_WHOLE false) the reads of k past
+// the chunk's end are clamped too and replaced by exact zeros.
 // Thread (tx, ty) of workgroup (wx, wy) owns row groups m = BM wy + 4 (g WG_Y + ty) + 0..3 for g < TM / 4
 // and column groups n = BN wx + 4 (j WG_X + tx) + 0..3 for j < TN4, with BM = TM WG_Y, BN = 4 TN4 WG_X
 // (neighbouring threads read neighbouring vec4s).

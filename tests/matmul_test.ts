@@ -1,5 +1,15 @@
 import assert from "node:assert/strict";
-import { linear, matmul, type MatmulOptions } from "../src/ops/matmul.ts";
+import {
+  formatTiles,
+  linear,
+  matmul,
+  matmulCandidates,
+  type MatmulOptions,
+  type MatmulTiles,
+  matmulTuning,
+  setMatmulTiles,
+  tuneMatmul,
+} from "../src/ops/matmul.ts";
 import { type Tensor, tensor, tidy } from "../src/tensor/tensor.ts";
 import { checkOp, gpu, type Host } from "./_harness.ts";
 
@@ -56,9 +66,12 @@ async function checkMatmul(
   await checkOp({
     name: `matmul ${JSON.stringify(aShape)}${t(transposeA)} @ ${JSON.stringify(bShape)}${t(transposeB)}${
       options.bias ? " + bias" : ""
+    }${options.tiles ? ` (${formatTiles(options.tiles)})` : ""}${
+      options.splitK ? ` split ${options.splitK}` : ""
     }`,
     inputs,
-    gpu: (a, b, bias) => matmul(a, b, { transposeA, transposeB, bias, tiles: options.tiles }),
+    gpu: (a, b, bias) =>
+      matmul(a, b, { transposeA, transposeB, bias, tiles: options.tiles, splitK: options.splitK }),
     cpu: (a, b, bias) => matmulHost(a, b, transposeA, transposeB, bias),
     noGrad: options.grad === false,
   });
@@ -133,19 +146,111 @@ Deno.test("matmul() gives the same result for other tile shapes and refuses unus
   await gpu();
   tidy(() => {
     const a = tensor(new Float32Array(4), [2, 2]);
-    assert.throws(
-      () => matmul(a, a, { tiles: { wgX: 8, wgY: 8, tileK: 6 } }),
-      /matmul: tiles .* are not usable/,
-    );
-    assert.throws(
-      () => matmul(a, a, { tiles: { wgX: 8, wgY: 8, tileK: 8, tm: 2 } }),
-      /matmul: tiles .* are not usable/,
-    );
-    assert.throws(
-      () => matmul(a, a, { tiles: { wgX: 64, wgY: 64, tileK: 8 } }),
-      /matmul: tiles .* are not usable/,
-    );
+    const refused: MatmulTiles[] = [
+      { wgX: 8, wgY: 8, tileK: 6 },
+      { wgX: 8, wgY: 8, tileK: 8, tm: 2 },
+      { wgX: 64, wgY: 64, tileK: 8 },
+      { kernel: "regs", wgX: 8, wgY: 1, tm: 16, tn: 12 },
+      { kernel: "regs", wgX: 8, wgY: 0, tm: 8, tn: 8 },
+      { kernel: "tiled", wgX: 8, wgY: 8, tileK: 16, tn: 8 },
+    ];
+    for (const tiles of refused) {
+      assert.throws(() => matmul(a, a, { tiles }), /matmul: tiles .* are not usable/, JSON.stringify(tiles));
+    }
   });
+});
+
+// Products that between them take every path of both kernels: each transpose, vec4 and element-wise reads
+// (a contiguous dim that is or is not a multiple of 4), K a multiple of 4 or not, edges in M and N, a bias
+// read as vec4s or element-wise, and broadcast batch dims. [aShape, bShape, options].
+const PATHS: [number[], number[], { transposeA?: boolean; transposeB?: boolean; bias?: boolean }][] = [
+  [[37, 21], [21, 133], { bias: true }], // nothing is a multiple of 4
+  [[24, 40], [44, 24], { transposeA: true, transposeB: true, bias: true }], // all vec4, K % 4 == 0
+  [[19, 36], [19, 48], { transposeA: true }], // A^T and B read as vec4s along M and N, K = 19
+  [[33, 20], [30, 20], { transposeB: true }], // A and B^T read as vec4s along K, N = 30
+  [[2, 1, 6, 8], [3, 8, 20], {}], // broadcast batch dims
+];
+
+Deno.test("matmul() gives the f64 result with every tile shape tuneMatmul may pick", async () => {
+  const g = await gpu();
+  // Both lists, whatever this adapter is: a CPU rasteriser can run the GPU tiles and vice versa.
+  const all = [...matmulCandidates(g, "cpu"), ...matmulCandidates(g, "gpu")];
+  assert.ok(all.length >= 6, "candidates for both kinds of adapter");
+  for (const tiles of all) {
+    for (const [aShape, bShape, options] of PATHS) {
+      await checkMatmul(aShape, bShape, { ...options, tiles, grad: false });
+    }
+  }
+  // And the shrunk shapes a small output gets from the default tiles (see shrink in matmul.ts).
+  for (const [m, n] of [[3, 5], [9, 40], [20, 70]]) await checkMatmul([m, 12], [12, n], { grad: false });
+});
+
+Deno.test("matmul() with split K sums the chunks in a fixed order, with the bias added once", async () => {
+  const g = await gpu();
+  const regs: MatmulTiles = { kernel: "regs", wgX: 8, wgY: 1, tm: 8, tn: 8 };
+  const tiled: MatmulTiles = { kernel: "tiled", wgX: 8, wgY: 8, tileK: 16, tm: 4 };
+  for (const tiles of [regs, tiled]) {
+    // K = 301 in 3 chunks (the last one short and not a multiple of 4), odd N, a bias.
+    await checkMatmul([301, 20], [301, 37], { transposeA: true, bias: true, tiles, splitK: 3, grad: false });
+    // All vec4 paths, more chunks than the kernel would pick.
+    await checkMatmul([16, 256], [256, 24], { bias: true, tiles, splitK: 5, grad: false });
+  }
+  // Gradients flow through a split product like through any other; an empty K needs no split.
+  await checkMatmul([6, 40], [40, 5], { splitK: 2 });
+  await checkMatmul([3, 0], [0, 5], { splitK: 2, bias: true });
+  await checkMatmul([12, 256], [256, 8], { splitK: 4, bias: true, grad: false });
+
+  // Split once by default when the output launches too few workgroups, in one extra dispatch; the result
+  // is the same bits every time.
+  const saved = matmulTuning(g);
+  try {
+    setMatmulTiles({ ...saved, tiles: regs, splitBelow: 64 }, g);
+    const a = tensor(Float32Array.from({ length: 8 * 1024 }, (_, i) => Math.sin(i)), [8, 1024]);
+    const b = tensor(Float32Array.from({ length: 1024 * 8 }, (_, i) => Math.cos(i)), [1024, 8]);
+    const runs: Tensor[] = [];
+    for (let r = 0; r < 2; r++) {
+      const before = g.counters.dispatches;
+      runs.push(matmul(a, b));
+      assert.equal(g.counters.dispatches - before, 2, "the chunks, then their sum");
+    }
+    assert.deepEqual(await runs[0].toArray(), await runs[1].toArray());
+    for (const t of [a, b, ...runs]) t.dispose();
+    assert.throws(
+      () =>
+        matmul(tensor(new Float32Array(16), [2, 2, 4]), tensor(new Float32Array(8), [4, 2]), { splitK: 2 }),
+      /matmul: splitK applies to a single product, this one has a batch of 2/,
+    );
+  } finally {
+    setMatmulTiles(saved, g);
+  }
+});
+
+Deno.test("tuneMatmul() times candidates, installs the fastest for the adapter, and it can be restored", async () => {
+  const g = await gpu();
+  const saved = matmulTuning(g);
+  try {
+    // Two cheap candidates and one round, to keep the test short (a real tuning takes ~1.5 s on llvmpipe).
+    const candidates: MatmulTiles[] = [
+      { kernel: "regs", wgX: 8, wgY: 4, tm: 8, tn: 8 },
+      { kernel: "tiled", wgX: 8, wgY: 8, tileK: 16, tm: 4 },
+    ];
+    const tuned = await tuneMatmul(g, { candidates, rounds: 1 });
+    assert.equal(tuned.source, "tuned");
+    assert.ok(candidates.some((c) => formatTiles(c) === formatTiles(tuned.tiles)), formatTiles(tuned.tiles));
+    assert.ok(Object.values(tuned.measured!).every((x) => x > 0), JSON.stringify(tuned.measured));
+    assert.deepEqual(matmulTuning(g), tuned);
+    // A saved tuning goes back in through JSON (what a CLI would persist).
+    const restored = setMatmulTiles(JSON.parse(JSON.stringify(saved)), g);
+    assert.equal(restored.source, "set");
+    assert.deepEqual(restored.tiles, saved.tiles);
+    assert.throws(
+      () => setMatmulTiles({ ...saved, adapter: "another|gpu||" }, g),
+      /the tuning is for adapter/,
+    );
+    assert.throws(() => setMatmulTiles({ kernel: "regs", wgX: 8, wgY: 1, tm: 3 }, g), /are not usable/);
+  } finally {
+    setMatmulTiles(saved, g);
+  }
 });
 
 Deno.test("matmul() splits a batch of more than 65535 matrices over several dispatches", async () => {

@@ -1,10 +1,17 @@
 /**
  * Matrix products: `matmul` (batched, NumPy-broadcast batch dims, transposed operands and a bias epilogue,
- * all in one kernel launch) and `linear` (PyTorch's `F.linear`). The kernel is `shaders/matmul.wgsl`.
+ * all in one kernel launch) and `linear` (PyTorch's `F.linear`). The kernels are in `shaders/matmul.wgsl`.
  *
  * The backward reuses the forward kernel with other transpose flags, so no transpose is ever materialised:
  * `dA = dC @ B^T`, `dB = A^T @ dC`, each summed over the batch dims its operand was broadcast along, and
  * `dbias = sum of dC over every axis but the last`. The forward saves only its inputs `a`, `b`.
+ *
+ * Two kernels compute the same product: shared-memory tiles (`"tiled"`, for GPUs) and register tiles read
+ * straight from global memory (`"regs"`, for CPU rasterisers such as llvmpipe, where it runs ~4x the
+ * tiled kernel). Which one, and its tile shape, is chosen per adapter: a built-in guess by default,
+ * {@link tuneMatmul} to measure (call it once at start-up), {@link matmulTuning} / {@link setMatmulTiles}
+ * to save and restore a tuning. Products whose output is too small to keep the device busy split K into
+ * chunks and sum them in a second, fixed-order pass.
  *
  * @module
  */
@@ -107,13 +114,14 @@ const MAX_SPLITS = 32;
 // Shared-memory tiles (GPUs). 64 x 64 tiles of 8 x 4 per thread; 32 x 32 for small outputs.
 const TILED_LARGE: MatmulTiles = { kernel: "tiled", wgX: 16, wgY: 8, tileK: 16, tm: 8 };
 const TILED_SMALL: MatmulTiles = { kernel: "tiled", wgX: 8, wgY: 8, tileK: 16, tm: 4 };
-// Register tiles (CPU rasterisers). On llvmpipe (2 cores, AVX2) 16 x 16 per thread ran 4x the tiled
-// kernel above at 1024^3 (bench/matmul_bench.ts); tuneMatmul also tries the others.
-const REGS_CPU: MatmulTiles = { kernel: "regs", wgX: 8, wgY: 2, tm: 16, tn: 16 };
+// Register tiles (CPU rasterisers). On llvmpipe (2 cores, AVX2) 16 x 16 per thread ran ~4x the tiled
+// kernel above at 1024^3, 8 x 8 ~2.5x, 16 x 8 and 8 x 4 less (bench/matmul_bench.ts). A workgroup of one
+// row of 8 threads (one AVX2 vector) keeps small outputs in few, full workgroups.
+const REGS_CPU: MatmulTiles = { kernel: "regs", wgX: 8, wgY: 1, tm: 16, tn: 16 };
 
 const CPU_CANDIDATES: MatmulTiles[] = [
   REGS_CPU,
-  { kernel: "regs", wgX: 8, wgY: 4, tm: 16, tn: 8 },
+  { kernel: "regs", wgX: 8, wgY: 4, tm: 16, tn: 16 },
   { kernel: "regs", wgX: 8, wgY: 4, tm: 8, tn: 8 },
 ];
 const GPU_CANDIDATES: MatmulTiles[] = [
@@ -204,10 +212,19 @@ function defaultTuning(gpu: Gpu): MatmulTuning {
  * ```
  */
 export function matmulTuning(gpu: Gpu = getGpu()): MatmulTuning {
-  const key = adapterKey(gpu);
+  return structuredClone(currentTuning(gpu));
+}
+
+// The adapter key of each device, computed once.
+const keys = new WeakMap<Gpu, string>();
+
+/** The installed tuning itself (not a copy): what every launch reads. */
+function currentTuning(gpu: Gpu): MatmulTuning {
+  let key = keys.get(gpu);
+  if (key === undefined) keys.set(gpu, key = adapterKey(gpu));
   let tuning = tunings.get(key);
   if (tuning === undefined) tunings.set(key, tuning = defaultTuning(gpu));
-  return structuredClone(tuning);
+  return tuning;
 }
 
 /**
@@ -236,7 +253,7 @@ export function setMatmulTiles(tuning: MatmulTiles | MatmulTuning, gpu: Gpu = ge
     throw new RangeError(`matmul: the tuning is for adapter "${whole.adapter}", this device is "${key}"`);
   }
   checkTiles(gpu, tiles);
-  const splitBelow = whole?.splitBelow ?? matmulTuning(gpu).splitBelow;
+  const splitBelow = whole?.splitBelow ?? currentTuning(gpu).splitBelow;
   if (!(Number.isInteger(splitBelow) && splitBelow >= 0)) {
     throw new RangeError(`matmul: splitBelow must be a whole number >= 0, got ${splitBelow}`);
   }
@@ -280,22 +297,28 @@ export interface TuneMatmulOptions {
  * if (matmulCandidates().length === 0) throw new Error("at least one");
  * ```
  */
-export function matmulCandidates(gpu: Gpu = getGpu(), kind: "adapter" | "cpu" | "gpu" = "adapter"): MatmulTiles[] {
+export function matmulCandidates(
+  gpu: Gpu = getGpu(),
+  kind: "adapter" | "cpu" | "gpu" = "adapter",
+): MatmulTiles[] {
   const cpu = kind === "adapter" ? isCpuAdapter(gpu) : kind === "cpu";
   return (cpu ? CPU_CANDIDATES : GPU_CANDIDATES).filter((t) => fits(gpu, t)).map((t) => ({ ...t }));
 }
 
 /**
  * Times the adapter's candidate tile shapes on two representative products (a square 512^3 one and a
- * training step's activation product, 2560 x 64 @ 64 x 256), installs the fastest (highest GFLOP/s summed
- * over both) for the adapter and returns it. Then checks whether splitting K pays for a weight gradient
- * (64 x 2560^T @ 2560 x 256). About 1-2 s on llvmpipe; run it once at start-up (the trainer and the
- * benchmarks do) and persist the result with {@link matmulTuning} / {@link setMatmulTiles} if you like.
- * Results only change by float rounding between tile shapes; once chosen, matmul is deterministic.
+ * training step's activation product, 2560 x 64 @ 64 x 256) and installs the fastest for the adapter (the
+ * best sum over both products of GFLOP/s relative to the fastest candidate on it). Then, when those tiles
+ * leave the device short of workgroups on a weight gradient (64 x 2560^T @ 2560 x 256), it times that
+ * product whole and with K split, to set when to split. About 1.5 s on llvmpipe (plus compiling the
+ * candidates the first time on a machine); run it once at start-up (the benchmarks do), and persist the
+ * result with {@link matmulTuning} / {@link setMatmulTiles} if you like. Results only change by float
+ * rounding between tile shapes; once chosen, matmul is deterministic.
  *
  * @param gpu The device; by default the current one.
  * @param options See {@link TuneMatmulOptions}.
  * @returns The installed tuning, with what was measured.
+ * @throws {RangeError} When a given candidate does not suit the device, or there is none.
  *
  * @example
  * ```ts
@@ -305,7 +328,10 @@ export function matmulCandidates(gpu: Gpu = getGpu(), kind: "adapter" | "cpu" | 
  * console.log(tuning.tiles, tuning.measured);
  * ```
  */
-export async function tuneMatmul(gpu: Gpu = getGpu(), options: TuneMatmulOptions = {}): Promise<MatmulTuning> {
+export async function tuneMatmul(
+  gpu: Gpu = getGpu(),
+  options: TuneMatmulOptions = {},
+): Promise<MatmulTuning> {
   const candidates = options.candidates ?? matmulCandidates(gpu);
   for (const t of candidates) checkTiles(gpu, t);
   if (candidates.length === 0) throw new RangeError("matmul: tuneMatmul needs at least one candidate");
@@ -334,36 +360,44 @@ export async function tuneMatmul(gpu: Gpu = getGpu(), options: TuneMatmulOptions
         (i) => record(gpu, a, b, c, dims, false, false, undefined, candidates[i], 1),
         { rounds },
       );
-      seconds.forEach((t, i) => {
-        const gflops = 2 * s.m * s.n * s.k / t / 1e9;
-        measured[`${formatTiles(candidates[i])} ${s.name}`] = gflops;
-        score[i] += gflops;
+      const gflops = seconds.map((t) => 2 * s.m * s.n * s.k / t / 1e9);
+      const fastest = Math.max(...gflops);
+      gflops.forEach((g, i) => {
+        measured[`${formatTiles(candidates[i])} ${s.name}`] = g;
+        score[i] += g / fastest;
       });
     }
     const best = candidates[score.indexOf(Math.max(...score))];
-    // Split-K for a weight gradient: how much the best tiles gain from splitting when they leave the
-    // device idle. Try the default split and none, keep the threshold if it pays.
+    // Split-K, on a weight gradient (64 x 2560^T @ 2560 x 256): when the best tiles launch fewer than 4x
+    // the guessed threshold of workgroups for it, time it whole and split to twice the workgroups. Split
+    // below its workgroup count if that paid, else only below the smaller of it and the guess.
     const m = 64, k = 2560, n = 256;
-    const a = operand([k, m]), b = operand([k, n]), c = operand([m, n]);
-    const dims = { m, n, k, aBatch: [], bBatch: [], outBatch: [] };
     const guess = defaultTuning(gpu).splitBelow;
     const tiles = shrink(gpu, best, m, n, 1);
-    const groups = gridOf(tiles, m, n);
-    const splits = splitCount(Math.max(guess, 2 * groups[0] * groups[1]), groups, k, 1);
+    const grid = gridOf(tiles, m, n);
+    const groups = grid[0] * grid[1];
+    const splits = splitCount(2 * groups, grid, k, 1);
     let splitBelow = guess;
-    if (splits > 1) {
-      const [none, split] = await timeCandidates(
+    if (groups < 4 * guess && splits > 1) {
+      const a = operand([k, m]), b = operand([k, n]), c = operand([m, n]);
+      const dims = { m, n, k, aBatch: [], bBatch: [], outBatch: [] };
+      const [whole, split] = await timeCandidates(
         gpu,
         2,
         (i) => record(gpu, a, b, c, dims, true, false, undefined, tiles, i === 0 ? 1 : splits),
         { rounds },
       );
-      measured[`${formatTiles(tiles)} 64x2560x256 A^T`] = 2 * m * n * k / none / 1e9;
+      measured[`${formatTiles(tiles)} 64x2560x256 A^T`] = 2 * m * n * k / whole / 1e9;
       measured[`${formatTiles(tiles)} 64x2560x256 A^T split ${splits}`] = 2 * m * n * k / split / 1e9;
-      // Split below the workgroup count where it paid; never split when it did not.
-      splitBelow = split < 0.9 * none ? Math.max(guess, groups[0] * groups[1] + 1) : 0;
+      splitBelow = split < 0.9 * whole ? Math.max(guess, groups + 1) : Math.min(guess, groups);
     }
-    const tuning: MatmulTuning = { adapter: adapterKey(gpu), tiles: { ...best }, splitBelow, source: "tuned", measured };
+    const tuning: MatmulTuning = {
+      adapter: adapterKey(gpu),
+      tiles: { ...best },
+      splitBelow,
+      source: "tuned",
+      measured,
+    };
     tunings.set(tuning.adapter, tuning);
     return structuredClone(tuning);
   } finally {
@@ -375,9 +409,13 @@ export async function tuneMatmul(gpu: Gpu = getGpu(), options: TuneMatmulOptions
 /** The tuning's tiles, shrunk so that a small output does not pay for a tile it mostly leaves empty. */
 function shrink(gpu: Gpu, t: MatmulTiles, m: number, n: number, batch: number): MatmulTiles {
   if (t.kernel === "regs") {
+    // Halve both sides while the workgroup's tile is over twice the output along either: on llvmpipe
+    // 8 x 8 per thread beat 16 x 8 at N = 64 (and square micro-tiles beat oblong ones in general).
     let tm = t.tm ?? 4, tn = t.tn ?? 4;
-    while (tm > 4 && m <= (tm / 2) * t.wgY) tm /= 2;
-    while (tn > 4 && n <= (tn / 2) * t.wgX) tn /= 2;
+    while ((tm > 4 || tn > 4) && (m <= (tm / 2) * t.wgY || n <= (tn / 2) * t.wgX)) {
+      tm = Math.max(4, tm / 2);
+      tn = Math.max(4, tn / 2);
+    }
     return { ...t, tm, tn };
   }
   // Tiled: the tuned tile when the output fills a few of them, else 32 x 32.
@@ -493,7 +531,7 @@ function launch(
     return;
   }
   if (tiles) checkTiles(gpu, tiles);
-  const tuning = matmulTuning(gpu);
+  const tuning = currentTuning(gpu);
   const t = tiles ?? shrink(gpu, tuning.tiles, m, n, batch);
   let splits = 1;
   if (splitK !== undefined) {
@@ -547,9 +585,11 @@ function record(
   // K chunks: whole vec4s (regs) or whole tiles (tiled), so every chunk starts aligned.
   const align = regs ? 4 : t.tileK!;
   let kchunk = Math.max(k, 1);
-  if (splits > 1) {
+  if (splits > 1 && k > 0) {
     kchunk = Math.ceil(Math.ceil(k / splits) / align) * align;
-    splits = Math.max(1, Math.ceil(k / kchunk));
+    splits = Math.ceil(k / kchunk);
+  } else {
+    splits = 1;
   }
   // vec4 global access needs the contiguous dim of that array to be a multiple of 4 (then every row and
   // every batch matrix starts on a vec4 boundary too).
@@ -568,9 +608,13 @@ function record(
   if (regs) {
     constants.TN4 = (t.tn ?? 4) / 4;
     constants.K_WHOLE = k % 4 === 0 ? 1 : 0;
-  }
-  else constants.TILE_K = t.tileK!;
-  const kernel = { file: "matmul.wgsl", code, entry: regs ? "matmul_forward_regs" : "matmul_forward", constants };
+  } else constants.TILE_K = t.tileK!;
+  const kernel = {
+    file: "matmul.wgsl",
+    code,
+    entry: regs ? "matmul_forward_regs" : "matmul_forward",
+    constants,
+  };
   // The partial sums of a split product live in a temporary [splits, M, N] buffer.
   const target = splits > 1 ? gpu.alloc(4 * splits * m * n) : out;
   // Without a bias the binding still exists; A is a valid read-only stand-in.
@@ -688,7 +732,17 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     return bias ? [da, db, dbias] : [da, db];
   });
   const out = empty(outShape, "f32", node);
-  launch(a, b, out, { m, n, k, aBatch, bBatch, outBatch }, transA, transB, bias, options.tiles, options.splitK);
+  launch(
+    a,
+    b,
+    out,
+    { m, n, k, aBatch, bBatch, outBatch },
+    transA,
+    transB,
+    bias,
+    options.tiles,
+    options.splitK,
+  );
   return out;
 }
 
