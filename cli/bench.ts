@@ -30,7 +30,7 @@ import { type Dispatch, type Gpu, requestGpu } from "../src/gpu/device.ts";
 import { keep, setGpu, type Tensor, tensor, tidy } from "../src/tensor/tensor.ts";
 import { backward } from "../src/tensor/autograd.ts";
 import { Rng } from "../src/tensor/random.ts";
-import { matmul } from "../src/ops/matmul.ts";
+import { matmul, tuneMatmul } from "../src/ops/matmul.ts";
 import { scale } from "../src/ops/unary.ts";
 import { add } from "../src/ops/binary.ts";
 import { softmax } from "../src/ops/softmax.ts";
@@ -807,17 +807,22 @@ function sumBy(
 
 /** `batch x [M x K] @ [K x N]` of a recorded matmul dispatch (its uniform starts with M, N, K). */
 function matmulLabel(d: Dispatch): string | null {
-  if (d.kernel.entry !== "matmul_forward" || !d.params) return null;
+  if (!d.kernel.entry.startsWith("matmul_forward") || !d.params) return null;
   const [m, n, k] = d.params;
   const c = d.kernel.constants ?? {};
-  return `${d.workgroups[2] ?? 1} x [${m}x${k}]${c.TRANS_A ? " (A^T)" : ""} @ [${k}x${n}]${
+  return `${matmulBatch(d)} x [${m}x${k}]${c.TRANS_A ? " (A^T)" : ""} @ [${k}x${n}]${
     c.TRANS_B ? " (B^T)" : ""
   }`;
 }
 
 function matmulFlops(d: Dispatch): number {
   const [m, n, k] = d.params!;
-  return 2 * m * n * k * (d.workgroups[2] ?? 1);
+  return 2 * m * n * k * matmulBatch(d);
+}
+
+/** Products in a matmul dispatch: grid z counts batch x split-K chunks (params[17] is the split count). */
+function matmulBatch(d: Dispatch): number {
+  return (d.workgroups[2] ?? 1) / Math.max(1, d.params![17] ?? 1);
 }
 
 /** Relative difference of two loss records, over every key of `a`. */
@@ -1145,6 +1150,7 @@ async function main(): Promise<void> {
 
   const gpu = await requestGpu();
   setGpu(gpu);
+  await tuneMatmul(gpu); // tile sizes for this adapter (about a second)
   const info = gpu.info;
   const adapter: AdapterReport = {
     description: info.description,

@@ -16,7 +16,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { requestGpu, setGpu } from "../mod.ts";
+import { requestGpu, setGpu, tuneMatmul } from "../mod.ts";
 import { evalDataSpec, evaluateRun, openRun } from "../src/eval/run.ts";
 
 const USAGE = `Usage: deno task eval --ckpt DIR_OR_FILE [options]
@@ -103,6 +103,7 @@ async function main(): Promise<number> {
 
   const gpu = await requestGpu();
   setGpu(gpu);
+  await tuneMatmul(gpu); // tile sizes for this adapter (about a second)
   try {
     const run = await openRun(flags.ckpt);
     log(`checkpoint: ${run.file}`);

@@ -12,7 +12,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { requestGpu, setGpu } from "../mod.ts";
+import { requestGpu, setGpu, tuneMatmul } from "../mod.ts";
 import { reproduce } from "../src/train/reproduce.ts";
 
 const { values: o } = parseArgs({
@@ -39,6 +39,7 @@ if (steps !== undefined && !(Number.isInteger(steps) && steps > 0)) {
 }
 const gpu = await requestGpu();
 setGpu(gpu);
+await tuneMatmul(gpu); // tile sizes for this adapter (about a second)
 console.log(
   `adapter: ${gpu.info.description || gpu.info.vendor}${gpu.isFallbackAdapter ? " (software)" : ""}`,
 );

@@ -7,7 +7,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { requestGpu, setGpu } from "../mod.ts";
+import { requestGpu, setGpu, tuneMatmul } from "../mod.ts";
 import {
   flagName,
   PRESETS,
@@ -204,6 +204,7 @@ async function main(): Promise<number> {
 
   const gpu = await requestGpu();
   setGpu(gpu);
+  await tuneMatmul(gpu); // tile sizes for this adapter (about a second)
   console.log(
     `adapter: ${gpu.info.description || gpu.info.vendor}${gpu.isFallbackAdapter ? " (software)" : ""}`,
   );
