@@ -57,3 +57,4 @@ export * from "./src/eval/metrics.ts";
 export * from "./src/eval/evaluate.ts";
 export * from "./src/eval/report.ts";
 export * from "./src/eval/run.ts";
+export * from "./src/ops/attention.ts";

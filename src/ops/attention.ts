@@ -1,0 +1,251 @@
+/**
+ * `attention`: fused scaled dot-product attention, `softmax(scale q k^T) v` per batch item, optionally
+ * causal, without ever storing the `[Tq, Tk]` scores (FlashAttention style). One dispatch forward, which
+ * saves the log-sum-exp `lse` of every query row; two backward, one over query rows (`dq`) and one over key
+ * rows (`dk`, `dv`), which recompute the probabilities from `lse`. Kernels: `shaders/attention.wgsl`.
+ *
+ * Tiny problems pack many batch items into each workgroup of 64 threads, one row per thread (512 items of
+ * 2 queries and 19 keys run as 16 workgroups), instead of one under-filled matmul tile per item.
+ *
+ * @module
+ */
+
+import code from "../../shaders/attention.wgsl" with { type: "text" };
+import { type Gpu, params } from "../gpu/device.ts";
+import { empty, formatShape, type Tensor, tensor } from "../tensor/tensor.ts";
+import { expectF32, gradNode, grid1d } from "./_op.ts";
+import { isCpuAdapter } from "./_autotune.ts";
+import { matmul } from "./matmul.ts";
+import { softmax } from "./softmax.ts";
+import { scale as scaleOp } from "./unary.ts";
+import { maskedFill } from "./where.ts";
+
+/** Options for {@link attention}. */
+export interface AttentionOptions {
+  /**
+   * Let query i see only the keys j <= i (top-left aligned when Tq != Tk, as PyTorch's `is_causal`).
+   * @default {false}
+   */
+  causal?: boolean;
+  /**
+   * The factor on the scores `q . k`.
+   * @default {d ** -0.5}
+   */
+  scale?: number;
+  /**
+   * `"fused"` runs the kernels of `shaders/attention.wgsl`; `"composed"` the ops `matmul`, `softmax`,
+   * `matmul`; `"auto"` picks the faster for the adapter and the shapes (see {@link attention}).
+   * @default {"auto"}
+   */
+  implementation?: "auto" | "fused" | "composed";
+}
+
+// Must match attention.wgsl: threads per workgroup, the register arrays' size, and the (lse, delta) slots.
+const WG = 64;
+const MAX_D = 128;
+const STAT = 256;
+// Staged rows per item and tile: at least MIN_TILE (so that many items per workgroup still stream keys in
+// useful chunks), at most MAX_TILE.
+const MIN_TILE = 4;
+const MAX_TILE = 64;
+// Stage the other side's rows only when at least this many rows of an item read them. Measured on
+// llvmpipe: with 1 or 2 query rows per item, reading keys straight from storage runs the forward 2.5x faster.
+const MIN_SHARING = 4;
+// On a CPU rasteriser, "auto" composes when d * Tk reaches this. Measured on llvmpipe (forward + backward,
+// fused / composed wall time; the composition rides the register-tiled matmul): 0.7-0.8 for the default
+// model's shapes (d = 16, Tk = 5..19), 1.0 at d = 16, Tk = 50 and at d = 32, Tk = 14, 1.3 at d = 32,
+// Tk = 67 (2 queries), 1.8 at d = 32, Tk = 32, 3 at d = 64, Tk = 64 and 197. Each key costs the fused
+// kernels per-invocation reads of its d floats that llvmpipe cannot share between the rows that use it.
+const CPU_FUSED_LIMIT = 1024;
+
+/** Four-float slots in each of the kernel's two staged tiles: what workgroup memory holds, up to 32 KiB. */
+function tileSlots(gpu: Gpu): number {
+  // TODO: 32 KiB per 64-thread workgroup may cost occupancy on a real GPU; measured only on llvmpipe, where
+  // bigger tiles mean fewer barriers.
+  const bytes = Math.min(gpu.limits.maxComputeWorkgroupStorageSize, 32768);
+  return Math.floor((bytes - 8 * STAT) / 32);
+}
+
+/**
+ * How one kernel covers `batch` items of `rows` rows each, streaming `other` rows per item (see the WGSL):
+ * `items` per workgroup, `rows` per item and workgroup in `blocks` blocks, `tile` streamed rows at a time,
+ * staged through workgroup memory when `stage`.
+ */
+interface Launch {
+  rows: number;
+  items: number;
+  tile: number;
+  blocks: number;
+  stage: boolean;
+  workgroups: [number, number];
+}
+
+/** The launch for rows of `d4` vec4 slots, with `slots` slots in each staged tile. */
+function launch(
+  rows: number,
+  other: number,
+  batch: number,
+  d4: number,
+  slots: number,
+  maxPerDim: number,
+): Launch {
+  const blocks = Math.max(1, Math.ceil(rows / WG));
+  const r = Math.max(1, Math.ceil(rows / blocks));
+  // Staging a row costs a write, a barrier and a read per row that uses it: it pays only when shared.
+  const stage = r >= MIN_SHARING;
+  let items = Math.max(1, Math.min(Math.floor(WG / r), batch));
+  let tile = Math.max(1, other);
+  if (stage) {
+    items = Math.max(1, Math.min(items, Math.floor(slots / (MIN_TILE * d4)), STAT / MIN_TILE));
+    tile = Math.max(1, Math.min(MAX_TILE, Math.floor(slots / (items * d4)), Math.floor(STAT / items), other));
+  }
+  const workgroups = grid1d(blocks * Math.ceil(batch / items), 1, maxPerDim);
+  return { rows: r, items, tile, blocks, stage, workgroups };
+}
+
+/** The composition the kernels replace: matmul, mask, softmax, matmul. */
+function composed(q: Tensor, k: Tensor, v: Tensor, causal: boolean, factor: number): Tensor {
+  let scores = matmul(scaleOp(q, factor), k, { transposeB: true }); // [..., Tq, Tk]
+  if (causal) {
+    const [tq, tk] = scores.shape.slice(-2);
+    const mask = new Float32Array(tq * tk);
+    for (let i = 0; i < tq; i++) mask.fill(1, i * tk + Math.min(i + 1, tk), (i + 1) * tk);
+    scores = maskedFill(scores, tensor(mask, [tq, tk]), -Infinity);
+  }
+  return matmul(softmax(scores), v);
+}
+
+/**
+ * Scaled dot-product attention, fused: `y = softmax(scale q k^T) v` over the last two axes, for every
+ * batch item of the leading dims, in one dispatch.
+ *
+ * The forward saves `lse`, the log-sum-exp of each query row's scores; the backward reads it with `q`,
+ * `k`, `v` and the output `y`: keep them alive until `backward()`, as a `tidy` around the whole step does.
+ * The backward writes every gradient row once from one thread (no atomics), so it is deterministic.
+ *
+ * Heads wider than 128 run the composed ops (`matmul`, `softmax`, `matmul`) instead, and so do rows of
+ * many long keys (d * Tk >= 1024) on a CPU rasteriser (llvmpipe, SwiftShader, WARP, any fallback
+ * adapter), where the register-tiled matmul beats the fused kernels' per-invocation reads;
+ * `implementation` forces either.
+ *
+ * @param q Queries, f32 `[..., Tq, d]`.
+ * @param k Keys, f32 `[..., Tk, d]`, with `q`'s leading dims (no broadcasting: materialise it first).
+ * @param v Values, f32 of `k`'s shape.
+ * @param options `causal` (key j visible to query i iff j <= i), `scale` (default `d ** -0.5`) and
+ * `implementation` (default `"auto"`).
+ * @returns `y`, f32 `[..., Tq, d]`. A query with no visible key (Tk = 0) gets zeros.
+ * @throws {RangeError} When the shapes do not fit together.
+ *
+ * @example Two queries over three keys
+ * ```ts
+ * import { requestGpu, setGpu, tensor } from "../../mod.ts";
+ * import { attention } from "./attention.ts";
+ * setGpu(await requestGpu());
+ * const q = tensor([1, 0, 0, 1], [1, 2, 2]);
+ * const k = tensor([1, 0, 0, 1, 1, 1], [1, 3, 2]);
+ * const v = tensor([1, 0, 0, 1, 1, 1], [1, 3, 2]);
+ * const y = await attention(q, k, v).toArray(); // [1, 2, 2]: [0.802, 0.599, 0.599, 0.802]
+ * if (Math.abs(y[0] - 0.8022) > 1e-3) throw new Error(`unexpected ${y}`);
+ * ```
+ * @example Causal self-attention over heads
+ * ```ts
+ * import { requestGpu, setGpu, tensor } from "../../mod.ts";
+ * import { attention } from "./attention.ts";
+ * setGpu(await requestGpu());
+ * const x = tensor([1, 2, 3, 4, 5, 6], [1, 1, 3, 2]); // [B, H, T, d]
+ * const y = await attention(x, x, x, { causal: true }).toArray();
+ * if (y[0] !== 1 || y[1] !== 2) throw new Error("the first query sees only the first key");
+ * ```
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOptions = {}): Tensor {
+  expectF32("attention", q, k, v);
+  if (q.rank < 2 || k.rank < 2) {
+    throw new RangeError(
+      `attention: expected q [..., Tq, d] and k [..., Tk, d] of rank >= 2, got q ${
+        formatShape(q.shape)
+      } and k ${formatShape(k.shape)}`,
+    );
+  }
+  const [tq, d] = q.shape.slice(-2);
+  const tk = k.shape[k.rank - 2];
+  const lead = q.shape.slice(0, -2);
+  const want = formatShape([...lead, tk, d]);
+  if (formatShape(k.shape) !== want) {
+    throw new RangeError(
+      `attention: k ${formatShape(k.shape)} does not fit q ${formatShape(q.shape)}: expected k ${want}`,
+    );
+  }
+  if (formatShape(v.shape) !== want) {
+    throw new RangeError(
+      `attention: v ${formatShape(v.shape)} does not fit k ${formatShape(k.shape)}: expected v ${want}`,
+    );
+  }
+  const causal = options.causal ?? false;
+  const factor = options.scale ?? d ** -0.5;
+  const gpu = q.gpu;
+  const implementation = options.implementation ?? "auto";
+  const cpuPrefersComposed = isCpuAdapter(gpu) && d * tk >= CPU_FUSED_LIMIT;
+  if (d > MAX_D || implementation === "composed" || (implementation === "auto" && cpuPrefersComposed)) {
+    return composed(q, k, v, causal, factor);
+  }
+
+  const batch = lead.reduce((a, b) => a * b, 1);
+  const maxPerDim = gpu.limits.maxComputeWorkgroupsPerDimension;
+  const d4 = Math.ceil(d / 4);
+  const slots = tileSlots(gpu);
+  const kernel = (entry: string, l: Launch) => ({
+    file: "attention.wgsl",
+    code,
+    entry,
+    constants: { D: d, TILE: slots, STAGE: l.stage ? 1 : 0, VEC: d % 4 === 0 ? 1 : 0 },
+  });
+  const uniform = (l: Launch) =>
+    params([batch, tq, tk, l.rows, l.items, l.tile, l.blocks, causal ? 1 : 0], [factor]);
+  const overQueries = launch(tq, tk, batch, d4, slots, maxPerDim);
+  const pq = uniform(overQueries);
+
+  const lse = empty([...lead, tq]); // saved: the log-sum-exp of each query row's scores
+  const node = gradNode("attention", [q, k, v], (dy) => {
+    // delta = rowsum(dy * y) and dq over query rows; then dk, dv over key rows (see attention.wgsl).
+    const dq = empty(q.shape);
+    const delta = empty([...lead, tq]);
+    if (q.size > 0) {
+      gpu.dispatch({
+        kernel: kernel("attention_backward_dq", overQueries),
+        inputs: [q.buffer, k.buffer, v.buffer, y.buffer, dy.buffer, lse.buffer],
+        outputs: [dq.buffer, delta.buffer],
+        params: pq,
+        workgroups: overQueries.workgroups,
+      });
+    }
+    let dk: Tensor | null = null, dv: Tensor | null = null;
+    if (k.requiresGrad || v.requiresGrad) {
+      dk = empty(k.shape);
+      dv = empty(v.shape);
+      if (k.size > 0) {
+        const overKeys = launch(tk, tq, batch, d4, slots, maxPerDim);
+        gpu.dispatch({
+          kernel: kernel("attention_backward_dkv", overKeys),
+          inputs: [q.buffer, k.buffer, v.buffer, delta.buffer, dy.buffer, lse.buffer],
+          outputs: [dk.buffer, dv.buffer],
+          params: uniform(overKeys),
+          workgroups: overKeys.workgroups,
+        });
+      }
+    }
+    return [q.requiresGrad ? dq : null, k.requiresGrad ? dk : null, v.requiresGrad ? dv : null];
+  });
+  const y = empty(q.shape, "f32", node);
+  if (y.size > 0) {
+    gpu.dispatch({
+      kernel: kernel("attention_forward", overQueries),
+      inputs: [q.buffer, k.buffer, v.buffer],
+      outputs: [y.buffer, lse.buffer],
+      params: pq,
+      workgroups: overQueries.workgroups,
+    });
+  }
+  // Without a backward, lse is only scratch; the pool keeps it until the recorded dispatch is done.
+  if (node === null) lse.dispose();
+  return y;
+}

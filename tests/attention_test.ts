@@ -1,0 +1,432 @@
+import {
+  backward,
+  broadcastTo,
+  concat,
+  maskedFill,
+  matmul,
+  mul,
+  noGrad,
+  scale,
+  softmax,
+  sum,
+  type Tensor,
+  tensor,
+  tidy,
+  zeros,
+} from "../mod.ts";
+import { attention, type AttentionOptions } from "../src/ops/attention.ts";
+import { isCpuAdapter } from "../src/ops/_autotune.ts";
+import { Rng } from "../src/tensor/random.ts";
+import { assertClose, checkOp, gpu, type Host } from "./_harness.ts";
+import { assert, assertEquals } from "./_assert.ts";
+
+// ---------------------------------------------------------------------------------------------------------
+// f64 references
+
+/** Which keys query i sees: all of them, or j <= i when causal. */
+function visible(i: number, tk: number, causal: boolean): number {
+  return causal ? Math.min(i + 1, tk) : tk;
+}
+
+/** Softmax rows p[i, j] of `scale q k^T` for one batch item (only visible keys; the rest stay 0). */
+function probs(
+  q: Float64Array,
+  k: Float64Array,
+  qo: number,
+  ko: number,
+  tq: number,
+  tk: number,
+  d: number,
+  causal: boolean,
+  factor: number,
+): Float64Array {
+  const p = new Float64Array(tq * tk);
+  for (let i = 0; i < tq; i++) {
+    const n = visible(i, tk, causal);
+    let m = -Infinity;
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let c = 0; c < d; c++) s += q[qo + i * d + c] * k[ko + j * d + c];
+      p[i * tk + j] = factor * s;
+      m = Math.max(m, factor * s);
+    }
+    let z = 0;
+    for (let j = 0; j < n; j++) z += p[i * tk + j] = Math.exp(p[i * tk + j] - m);
+    for (let j = 0; j < n; j++) p[i * tk + j] /= z;
+  }
+  return p;
+}
+
+function dims(q: Host, k: Host): { batch: number; tq: number; tk: number; d: number } {
+  const [tq, d] = q.shape.slice(-2);
+  const tk = k.shape[k.shape.length - 2];
+  const batch = q.shape.slice(0, -2).reduce((a, b) => a * b, 1);
+  return { batch, tq, tk, d };
+}
+
+/** `softmax(scale q k^T) v` in f64, per batch item. */
+function attentionHost(q: Host, k: Host, v: Host, causal = false, factor?: number): Host {
+  const { batch, tq, tk, d } = dims(q, k);
+  const f = factor ?? d ** -0.5;
+  const y = new Float64Array(batch * tq * d);
+  for (let b = 0; b < batch; b++) {
+    const p = probs(q.data, k.data, b * tq * d, b * tk * d, tq, tk, d, causal, f);
+    for (let i = 0; i < tq; i++) {
+      for (let j = 0; j < tk; j++) {
+        const w = p[i * tk + j];
+        for (let c = 0; c < d; c++) y[(b * tq + i) * d + c] += w * v.data[(b * tk + j) * d + c];
+      }
+    }
+  }
+  return { data: y, shape: [...q.shape] };
+}
+
+/** The exact gradients of `sum(y * dy)` in f64: dq, dk, dv. */
+function attentionGradHost(q: Host, k: Host, v: Host, dy: Float64Array, causal: boolean): Float64Array[] {
+  const { batch, tq, tk, d } = dims(q, k);
+  const f = d ** -0.5;
+  const dq = new Float64Array(q.data.length), dk = new Float64Array(k.data.length);
+  const dv = new Float64Array(v.data.length);
+  for (let b = 0; b < batch; b++) {
+    const qo = b * tq * d, ko = b * tk * d;
+    const p = probs(q.data, k.data, qo, ko, tq, tk, d, causal, f);
+    for (let i = 0; i < tq; i++) {
+      // dp[j] = dy[i] . v[j];  ds[j] = p[j] (dp[j] - sum_j' p[j'] dp[j'])
+      const dp = new Float64Array(tk);
+      let mean = 0;
+      for (let j = 0; j < tk; j++) {
+        for (let c = 0; c < d; c++) dp[j] += dy[qo + i * d + c] * v.data[ko + j * d + c];
+        mean += p[i * tk + j] * dp[j];
+      }
+      for (let j = 0; j < tk; j++) {
+        const pij = p[i * tk + j], ds = pij * (dp[j] - mean);
+        for (let c = 0; c < d; c++) {
+          dv[ko + j * d + c] += pij * dy[qo + i * d + c];
+          dq[qo + i * d + c] += f * ds * k.data[ko + j * d + c];
+          dk[ko + j * d + c] += f * ds * q.data[qo + i * d + c];
+        }
+      }
+    }
+  }
+  return [dq, dk, dv];
+}
+
+/** Random f32-representable host values in [-2, 2). */
+function randomHost(shape: number[], rng: Rng): Host {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return { data: Float64Array.from({ length: n }, () => Math.fround(rng.uniform() * 4 - 2)), shape };
+}
+
+/** `concat([kp [B, M, P, d], ki [B, 1, N, d] broadcast over M], -2)` in f64. */
+function concatHost(kp: Host, ki: Host): Host {
+  const [b, m, p, d] = kp.shape;
+  const n = ki.shape[2];
+  const out = new Float64Array(b * m * (p + n) * d);
+  for (let i = 0; i < b; i++) {
+    for (let s = 0; s < m; s++) {
+      const at = (i * m + s) * (p + n) * d;
+      out.set(kp.data.subarray((i * m + s) * p * d, (i * m + s + 1) * p * d), at);
+      out.set(ki.data.subarray(i * n * d, (i + 1) * n * d), at + p * d);
+    }
+  }
+  return { data: out, shape: [b, m, p + n, d] };
+}
+
+/** The GPU output and gradients of `sum(attention(q, k, v) * dy)`, by `op`. */
+async function runOnGpu(
+  op: (q: Tensor, k: Tensor, v: Tensor) => Tensor,
+  hosts: Host[],
+  dy: Float64Array,
+): Promise<Float32Array[]> {
+  const xs = hosts.map((h) => tensor(Float32Array.from(h.data), h.shape, { requiresGrad: true }));
+  const y = tidy(() => {
+    const out = op(xs[0], xs[1], xs[2]);
+    backward(sum(mul(out, tensor(Float32Array.from(dy), [...out.shape]))));
+    return out;
+  });
+  const got = [await y.toArray() as Float32Array];
+  for (const x of xs) got.push(await x.grad!.toArray() as Float32Array);
+  y.dispose();
+  for (const x of xs) {
+    x.grad!.dispose();
+    x.dispose();
+  }
+  return got;
+}
+
+/**
+ * Checks attention on q [..., tq, d] against k, v [..., tk, d]: forward and finite-difference gradients,
+ * of the fused kernels unless told otherwise (on llvmpipe "auto" composes rows of many long keys).
+ */
+async function check(
+  name: string,
+  lead: number[],
+  tq: number,
+  tk: number,
+  d: number,
+  causal = false,
+  implementation: AttentionOptions["implementation"] = "fused",
+): Promise<void> {
+  await checkOp({
+    name,
+    inputs: [{ shape: [...lead, tq, d] }, { shape: [...lead, tk, d] }, { shape: [...lead, tk, d] }],
+    gpu: (q, k, v) => attention(q, k, v, { causal, implementation }),
+    cpu: (q, k, v) => attentionHost(q, k, v, causal),
+    eps: 1e-4,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Against the f64 reference and finite differences
+
+Deno.test("attention() over [2, 3, 5, 8] self-attention matches the f64 reference, causal and not", async () => {
+  await check("attention [2, 3, 5, 8]", [2, 3], 5, 5, 8);
+  await check("attention [2, 3, 5, 8] causal", [2, 3], 5, 5, 8, true);
+});
+
+Deno.test("attention() with fewer queries than keys (2 vs 19) matches the reference, causal and not", async () => {
+  await check("attention q [4, 2, 2, 16] k [4, 2, 19, 16]", [4, 2], 2, 19, 16);
+  await check("attention q [4, 2, 2, 16] k [4, 2, 19, 16] causal", [4, 2], 2, 19, 16, true);
+  await check("attention q [2, 7, 8] k [2, 3, 8] causal", [2], 7, 3, 8, true);
+});
+
+Deno.test("attention() with one query, one key, d = 1 or d not a multiple of 4 matches the reference", async () => {
+  await check("attention Tq = 1", [3, 2], 1, 7, 8);
+  await check("attention Tk = 1", [3, 2], 4, 1, 8);
+  await check("attention Tq = Tk = 1 causal", [5], 1, 1, 4, true);
+  await check("attention d = 1", [2, 2], 6, 6, 1);
+  await check("attention d = 1 causal", [2, 2], 6, 6, 1, true);
+  await check("attention d = 5 causal", [3], 7, 7, 5, true);
+  await check("attention d = 6, Tq = 2", [3], 2, 9, 6);
+});
+
+Deno.test("attention() with three leading batch dims matches the reference", async () => {
+  await check("attention [2, 1, 3, 3, 4] vs [2, 1, 3, 5, 4]", [2, 1, 3], 3, 5, 4);
+});
+
+Deno.test("attention() takes an explicit scale", async () => {
+  await checkOp({
+    name: "attention scale 0.3",
+    inputs: [{ shape: [2, 3, 4] }, { shape: [2, 5, 4] }, { shape: [2, 5, 4] }],
+    gpu: (q, k, v) => attention(q, k, v, { scale: 0.3, implementation: "fused" }),
+    cpu: (q, k, v) => attentionHost(q, k, v, false, 0.3),
+    eps: 1e-4,
+  });
+});
+
+Deno.test("attention() with d = 64 and T = 70 matches the reference", async () => {
+  await check("attention [1, 70, 64] vs [1, 9, 64]", [1], 70, 9, 64, false);
+  // T = 70 on both sides: finite differences over 3 x 4480 inputs would take minutes on the CPU, so the
+  // gradients are compared with the exact f64 backward (itself checked against finite differences below).
+  await checkExact("attention [1, 70, 64] causal", [1], 70, 70, 64, true);
+  await checkExact("attention [1, 70, 64]", [1], 70, 70, 64, false);
+});
+
+Deno.test("attention() of long rows (T = 256, d = 64) matches the exact f64 gradients, causal and not", async () => {
+  await checkExact("attention [1, 2, 256, 64] causal", [1, 2], 256, 256, 64, true);
+  await checkExact("attention [2, 256, 64]", [2], 256, 256, 64, false);
+});
+
+Deno.test("attention() of heads wider than 128 falls back to the composed ops and matches the reference", async () => {
+  await check("attention d = 130 causal", [1], 3, 3, 130, true, "auto");
+});
+
+Deno.test("attention() composed on request, or by choice for long keys, matches the reference", async () => {
+  await check("attention composed causal", [2, 2], 5, 7, 8, true, "composed");
+  await check("attention auto, d * Tk = 1024", [1], 3, 32, 32, false, "auto");
+  await check("attention auto, d * Tk = 64", [2], 3, 8, 8, true, "auto");
+});
+
+Deno.test("attention() forward is one dispatch, and auto composes long keys only on a CPU rasteriser", async () => {
+  const g = await gpu();
+  const dispatches = (tk: number, d: number, implementation: AttentionOptions["implementation"]) => {
+    const [q, k, v] = [[4, 2, d], [4, tk, d], [4, tk, d]].map((s) => zeros(s));
+    g.resetCounters();
+    noGrad(() => attention(q, k, v, { implementation })).dispose();
+    for (const t of [q, k, v]) t.dispose();
+    return g.counters.dispatches;
+  };
+  assertEquals(dispatches(19, 16, "auto"), 1);
+  assertEquals(dispatches(64, 32, "fused"), 1);
+  assert(dispatches(64, 32, "composed") > 1, "composed is more than one dispatch");
+  assertEquals(dispatches(64, 32, "auto") > 1, isCpuAdapter(g));
+});
+
+/** Forward and gradients on the GPU against attentionHost and attentionGradHost. */
+async function checkExact(
+  name: string,
+  lead: number[],
+  tq: number,
+  tk: number,
+  d: number,
+  causal: boolean,
+): Promise<void> {
+  await gpu();
+  const rng = new Rng(3);
+  const hosts = [
+    randomHost([...lead, tq, d], rng),
+    randomHost([...lead, tk, d], rng),
+    randomHost([...lead, tk, d], rng),
+  ];
+  const dy = randomHost([...lead, tq, d], rng).data;
+  const got = await runOnGpu((q, k, v) => attention(q, k, v, { causal, implementation: "fused" }), hosts, dy);
+  assertClose(`${name} forward`, got[0], attentionHost(hosts[0], hosts[1], hosts[2], causal).data, 1e-5);
+  const want = attentionGradHost(hosts[0], hosts[1], hosts[2], dy, causal);
+  ["q", "k", "v"].forEach((x, i) => assertClose(`${name} d${x}`, got[i + 1], want[i], 1e-3));
+}
+
+Deno.test("the exact f64 gradients used above agree with finite differences", () => {
+  const rng = new Rng(4);
+  for (const causal of [false, true]) {
+    const hosts = [randomHost([2, 4, 3], rng), randomHost([2, 5, 3], rng), randomHost([2, 5, 3], rng)];
+    const dy = randomHost([2, 4, 3], rng).data;
+    const exact = attentionGradHost(hosts[0], hosts[1], hosts[2], dy, causal);
+    const objective = () => {
+      const y = attentionHost(hosts[0], hosts[1], hosts[2], causal).data;
+      return y.reduce((a, v, i) => a + v * dy[i], 0);
+    };
+    hosts.forEach((h, x) => {
+      const fd = h.data.map((v, i) => {
+        h.data[i] = v + 1e-6;
+        const up = objective();
+        h.data[i] = v - 1e-6;
+        const down = objective();
+        h.data[i] = v;
+        return (up - down) / 2e-6;
+      });
+      assertClose(`host grad ${x} causal=${causal}`, exact[x], fd, 1e-7);
+    });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// Empty sizes
+
+Deno.test("attention() of a size-0 batch gives an empty output and empty gradients", async () => {
+  await check("attention batch 0", [0, 2], 3, 4, 8);
+  await check("attention batch 0 causal", [2, 0], 3, 3, 8, true);
+});
+
+Deno.test("attention() with no keys gives zeros and zero gradients", async () => {
+  await check("attention Tk = 0", [2], 3, 0, 4);
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// The fused op against the composed one, on the model's shapes
+
+/** The attention the model composed before the fused op: scale, matmul, mask, softmax, matmul. */
+function composedAttention(q: Tensor, k: Tensor, v: Tensor, causal: boolean): Tensor {
+  const [tq, d] = q.shape.slice(-2);
+  const tk = k.shape[k.rank - 2];
+  let scores = matmul(scale(q, d ** -0.5), k, { transposeB: true });
+  if (causal) {
+    const mask = new Float32Array(tq * tk);
+    for (let i = 0; i < tq; i++) for (let j = i + 1; j < tk; j++) mask[i * tk + j] = 1;
+    scores = maskedFill(scores, tensor(mask, [tq, tk]), -Infinity);
+  }
+  return matmul(softmax(scores), v);
+}
+
+Deno.test("attention() equals the composed matmul/softmax attention on the default model's shapes", async () => {
+  await gpu();
+  const rng = new Rng(11);
+  // [lead, Tq, Tk, causal]: image tower, captions, region captions, the Prompter's box and text prompts.
+  const cases: [number[], number, number, boolean][] = [
+    [[32, 4], 17, 17, false],
+    [[32, 4], 14, 14, true],
+    [[128, 4], 5, 5, true],
+    [[32, 4, 4], 2, 19, false],
+    [[32, 4, 4], 1, 18, false],
+  ];
+  for (const [lead, tq, tk, causal] of cases) {
+    const name = `[${lead}] ${tq} x ${tk}${causal ? " causal" : ""}`;
+    const hosts = [
+      randomHost([...lead, tq, 16], rng),
+      randomHost([...lead, tk, 16], rng),
+      randomHost([...lead, tk, 16], rng),
+    ];
+    const dy = randomHost([...lead, tq, 16], rng).data;
+    const fused = await runOnGpu(
+      (q, k, v) => attention(q, k, v, { causal, implementation: "fused" }),
+      hosts,
+      dy,
+    );
+    const reference = await runOnGpu((q, k, v) => composedAttention(q, k, v, causal), hosts, dy);
+    ["y", "dq", "dk", "dv"].forEach((what, i) =>
+      assertClose(`${name} ${what}`, fused[i], reference[i], 1e-5)
+    );
+  }
+});
+
+Deno.test("attention() over image keys broadcast to every slot sums their gradient back", async () => {
+  // The Prompter's pattern: per-slot keys [prompt keys, image keys broadcast over the M slots].
+  await checkOp({
+    name: "attention over broadcast image keys",
+    inputs: [{ shape: [2, 3, 2, 4] }, { shape: [2, 3, 2, 4] }, { shape: [2, 1, 5, 4] }],
+    gpu: (q, kp, ki) => {
+      const [b, m, , d] = kp.shape;
+      const k = concat([kp, broadcastTo(ki, [b, m, ki.shape[2], d])], -2); // [B, M, P + N, d]
+      return attention(q, k, k);
+    },
+    cpu: (q, kp, ki) => {
+      const k = concatHost(kp, ki);
+      return attentionHost(q, k, k);
+    },
+    eps: 1e-4,
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// Determinism and errors
+
+Deno.test("attention() gradients are bitwise identical across two runs", async () => {
+  await gpu();
+  const rng = new Rng(5);
+  const hosts = [
+    randomHost([8, 3, 70, 16], rng),
+    randomHost([8, 3, 70, 16], rng),
+    randomHost([8, 3, 70, 16], rng),
+  ];
+  const dy = randomHost([8, 3, 70, 16], rng).data;
+  const op = (q: Tensor, k: Tensor, v: Tensor) =>
+    attention(q, k, v, { causal: true, implementation: "fused" });
+  const a = await runOnGpu(op, hosts, dy);
+  const b = await runOnGpu(op, hosts, dy);
+  a.forEach((x, i) => assert(x.every((v, j) => Object.is(v, b[i][j])), `output ${i} differs between runs`));
+});
+
+Deno.test("attention() refuses shapes that do not fit, naming the op and both shapes", async () => {
+  await gpu();
+  const bad: [number[], number[], number[], string][] = [
+    [
+      [2, 3, 8],
+      [2, 4, 4],
+      [2, 4, 4],
+      "attention: k [2, 4, 4] does not fit q [2, 3, 8]: expected k [2, 4, 8]",
+    ],
+    [
+      [2, 3, 8],
+      [3, 4, 8],
+      [3, 4, 8],
+      "attention: k [3, 4, 8] does not fit q [2, 3, 8]: expected k [2, 4, 8]",
+    ],
+    [
+      [2, 3, 8],
+      [2, 4, 8],
+      [2, 5, 8],
+      "attention: v [2, 5, 8] does not fit k [2, 4, 8]: expected v [2, 4, 8]",
+    ],
+    [[8], [4, 8], [4, 8], "attention: expected q [..., Tq, d] and k [..., Tk, d] of rank >= 2"],
+  ];
+  for (const [qs, ks, vs, want] of bad) {
+    const [q, k, v] = [qs, ks, vs].map((s) => tensor(new Float32Array(s.reduce((a, b) => a * b, 1)), s));
+    let message = "";
+    try {
+      attention(q, k, v);
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    for (const t of [q, k, v]) t.dispose();
+    assert(message.startsWith(want), `unclear error: ${message}`);
+  }
+});
