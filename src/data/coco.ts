@@ -6,6 +6,7 @@
  * @module
  */
 
+import { exists } from "../io/files.ts";
 import { basename, dirname, join } from "node:path";
 import { checkRecordImage } from "./jsonl.ts";
 import { BadRecords, checkBox, type Region, type RegionRecord } from "./records.ts";
@@ -213,15 +214,6 @@ function categoryCaption(regions: Region[]): string {
     ? items[0]
     : `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}`;
   return `a photo of ${list}`;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

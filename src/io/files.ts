@@ -111,3 +111,24 @@ export async function writeSafetensorsFile(
 ): Promise<void> {
   await writeFileAtomic(path, serializeSafetensors(tensors, metadata));
 }
+
+/**
+ * Whether a file or directory exists at `path`.
+ *
+ * @param path The path.
+ * @returns True when `Deno.stat` succeeds.
+ *
+ * @example
+ * ```ts
+ * import { exists } from "./files.ts";
+ * console.log(await exists("/definitely/not/here")); // false
+ * ```
+ */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

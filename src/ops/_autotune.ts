@@ -1,7 +1,7 @@
 /**
  * What an autotuned kernel needs: a key per adapter (tunings are cached per adapter, not per device), whether
  * the adapter is a CPU rasteriser (its candidates differ from a GPU's), and a fair timing of candidates.
- * No `Deno.*`: a CLI persists tunings through the op's own setter and getter.
+ * No Deno APIs here: a CLI persists tunings through the op's own setter and getter.
  *
  * @module
  */

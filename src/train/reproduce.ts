@@ -6,7 +6,7 @@
  */
 
 import { join } from "node:path";
-import { writeFileAtomic } from "../io/files.ts";
+import { exists, writeFileAtomic } from "../io/files.ts";
 import type { EvalReport } from "../eval/evaluate.ts";
 import { evaluateRun } from "../eval/run.ts";
 import { markdownTable } from "../eval/report.ts";
@@ -75,7 +75,7 @@ export async function reproduce(
       log(`${variant.name}: already trained and evaluated in ${dir}`);
     } else {
       log(`${variant.name}: training ${config.steps} steps in ${dir}`);
-      const resume = await Deno.stat(join(dir, "train_state.safetensors")).then(() => true, () => false);
+      const resume = await exists(join(dir, "train_state.safetensors"));
       const started = performance.now();
       const result = await train(config, { out: dir, resume, onMessage: (m) => log(`  ${m}`) });
       log(`  trained in ${((performance.now() - started) / 60000).toFixed(1)} min`);

@@ -22,7 +22,7 @@ import { clocLosses } from "../nn/losses.ts";
 import type { HostTensor } from "../nn/module.ts";
 import { AdamW } from "../optim/adamw.ts";
 import { saveModel } from "../io/checkpoint.ts";
-import { readSafetensorsFile, writeFileAtomic, writeSafetensorsFile } from "../io/files.ts";
+import { exists, readSafetensorsFile, writeFileAtomic, writeSafetensorsFile } from "../io/files.ts";
 import { toFloat32 } from "../io/safetensors.ts";
 import type { DataSpec } from "../data/dataset.ts";
 import { Loader, type LoaderState } from "../data/loader.ts";
@@ -300,15 +300,6 @@ async function readMetrics(path: string, upTo: number): Promise<StepMetrics[]> {
   return text.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l) as StepMetrics).filter((m) =>
     m.step <= upTo
   );
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
