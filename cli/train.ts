@@ -14,6 +14,7 @@ import {
   resolveConfig,
   type TrainConfig,
   type TrainOverrides,
+  validateTrainConfig,
 } from "../src/train/config.ts";
 import { NonFiniteLossError, type StepMetrics, train } from "../src/train/trainer.ts";
 import { evaluateRun } from "../src/eval/run.ts";
@@ -194,6 +195,7 @@ async function main(): Promise<number> {
   const resume = flags.resume !== undefined;
   const out = flags.resume ?? flags.out ??
     `runs/${new Date().toISOString().slice(0, 19).replace(/[-:]/g, "").replace("T", "-")}`;
+  if (!resume) validateTrainConfig(config);
   if (!resume && /\.(jsonl|json)$/.test(config.data)) {
     try {
       await Deno.stat(config.data);
