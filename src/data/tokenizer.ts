@@ -129,6 +129,54 @@ class Memo {
 let sharedBpe: Bpe | null = null;
 
 /**
+ * What both tokenizers share: `encode` and `encodeInto` pack a subclass's `tokens(text)` between SOT and EOT.
+ *
+ * @example
+ * ```ts
+ * import { WordTokenizer } from "./tokenizer.ts";
+ * const ids = WordTokenizer.fromTexts(["a cat"]).encode("a cat", 5);
+ * if (ids.length !== 5) throw new Error("padded to the context length");
+ * ```
+ */
+export abstract class PackingTokenizer {
+  /** Start-of-text id. */
+  abstract readonly sotId: number;
+  /** End-of-text id. */
+  abstract readonly eotId: number;
+
+  /**
+   * The ids of a text's tokens, without SOT and EOT.
+   * @param text The text.
+   * @returns The ids.
+   */
+  abstract tokens(text: string): readonly number[];
+
+  /**
+   * Tokenizes one text to `contextLength` ids: SOT, the tokens, EOT, then 0s; truncated so EOT stays last.
+   * @param text The text.
+   * @param contextLength Ids in the result (>= 2).
+   * @returns The ids.
+   */
+  encode(text: string, contextLength: number): Int32Array {
+    checkContext(contextLength);
+    const out = new Int32Array(contextLength);
+    this.encodeInto(text, contextLength, out, 0);
+    return out;
+  }
+
+  /**
+   * Like {@link PackingTokenizer.encode}, writing into `out` at `offset`.
+   * @param text The text.
+   * @param contextLength Ids to write.
+   * @param out Destination.
+   * @param offset First index written.
+   */
+  encodeInto(text: string, contextLength: number, out: Int32Array, offset: number): void {
+    pack(this.tokens(text), this.sotId, this.eotId, contextLength, out, offset);
+  }
+}
+
+/**
  * OpenAI CLIP's tokenizer: lower-cased, whitespace-cleaned byte-level BPE over the 49,408-id
  * `bpe_simple_vocab_16e6` vocabulary; SOT = 49406, EOT = 49407, padding 0. (OpenAI's `ftfy` text repair
  * step is not applied.)
@@ -140,7 +188,7 @@ let sharedBpe: Bpe | null = null;
  * if (ids.join() !== "49406,320,1125,539,320,2368,49407,0,0") throw new Error(ids.join());
  * ```
  */
-export class ClipTokenizer implements Tokenizer {
+export class ClipTokenizer extends PackingTokenizer implements Tokenizer {
   /** Kind tag. */
   readonly kind = "clip-bpe" as const;
   /** 49,408 ids. */
@@ -166,19 +214,6 @@ export class ClipTokenizer implements Tokenizer {
    */
   tokens(text: string): number[] {
     return this.#memo.get(text, (t) => this.#bpe.encode(t));
-  }
-
-  /** {@inheritDoc Tokenizer.encode} */
-  encode(text: string, contextLength: number): Int32Array {
-    checkContext(contextLength);
-    const out = new Int32Array(contextLength);
-    this.encodeInto(text, contextLength, out, 0);
-    return out;
-  }
-
-  /** {@inheritDoc Tokenizer.encodeInto} */
-  encodeInto(text: string, contextLength: number, out: Int32Array, offset: number): void {
-    pack(this.tokens(text), this.sotId, this.eotId, contextLength, out, offset);
   }
 
   /** {@inheritDoc Tokenizer.decode} */
@@ -228,7 +263,7 @@ export function splitWords(text: string): string[] {
  * if (tok.eotId !== 63 || ids[4] !== 63 || tok.decode(ids) !== "small red seven") throw new Error("word ids");
  * ```
  */
-export class WordTokenizer implements Tokenizer {
+export class WordTokenizer extends PackingTokenizer implements Tokenizer {
   /** Kind tag. */
   readonly kind = "word" as const;
   /** Padding id (0). */
@@ -251,6 +286,7 @@ export class WordTokenizer implements Tokenizer {
    *   or a checkpoint); it must hold `<pad>` at 0, `<sot>`, `<unk>` and `<eot>`.
    */
   constructor(vocabulary: readonly string[]) {
+    super();
     const ids = new Map<string, number>();
     vocabulary.forEach((w, i) => {
       if (ids.has(w)) {
@@ -310,19 +346,6 @@ export class WordTokenizer implements Tokenizer {
    */
   tokens(text: string): number[] {
     return this.#memo.get(text, (t) => splitWords(t).map((w) => this.#ids.get(w) ?? this.unkId));
-  }
-
-  /** {@inheritDoc Tokenizer.encode} */
-  encode(text: string, contextLength: number): Int32Array {
-    checkContext(contextLength);
-    const out = new Int32Array(contextLength);
-    this.encodeInto(text, contextLength, out, 0);
-    return out;
-  }
-
-  /** {@inheritDoc Tokenizer.encodeInto} */
-  encodeInto(text: string, contextLength: number, out: Int32Array, offset: number): void {
-    pack(this.tokens(text), this.sotId, this.eotId, contextLength, out, offset);
   }
 
   /** {@inheritDoc Tokenizer.decode} */
