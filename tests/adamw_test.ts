@@ -93,6 +93,10 @@ async function runAgainstReference(cases: Case[], options: {
   gpuOptions?: AdamWOptions;
   refDecay?: (c: Case) => boolean;
   lrs?: number[];
+  /** Clip to this global norm (torch.nn.utils.clip_grad_norm_) before each step. */
+  maxNorm?: number;
+  /** Called with each step's f64 norm (before clipping) and clip factor. */
+  onNorm?: (norm: number, factor: number) => void;
 }): Promise<{ opt: AdamW; params: Tensor[]; refs: RefParam[] }> {
   await gpu();
   const hyper = options.hyper ?? DEFAULTS;
@@ -127,7 +131,7 @@ async function runAgainstReference(cases: Case[], options: {
   for (let s = 1; s <= options.steps; s++) {
     const lr = options.lrs?.[s - 1] ?? hyper.lr;
     opt.zeroGrad();
-    cases.forEach((c, k) => {
+    const grads = cases.map((c, k) => {
       const n = refs[k].p.length;
       const g = new Float32Array(n);
       let none = false;
@@ -137,9 +141,19 @@ async function runAgainstReference(cases: Case[], options: {
         else g[i] = value;
       }
       if (!none) params[k].grad = keep(tensor(g, c.shape));
-      refStep(refs[k], none ? null : Float64Array.from(g), { ...hyper, lr });
+      return none ? null : Float64Array.from(g);
     });
-    opt.step(options.lrs ? lr : undefined);
+    // clip_grad_norm_: the L2 norm over every gradient, then g *= min(1, maxNorm / (norm + 1e-6)).
+    let sumSquares = 0;
+    for (const g of grads) for (const x of g ?? []) sumSquares += x * x;
+    const norm = Math.sqrt(sumSquares);
+    const factor = options.maxNorm === undefined ? 1 : Math.min(1, options.maxNorm / (norm + 1e-6));
+    options.onNorm?.(norm, factor);
+    grads.forEach((g, k) => refStep(refs[k], g && g.map((x) => x * factor), { ...hyper, lr }));
+    const gpuNorm = opt.step(options.lrs ? lr : undefined, { maxNorm: options.maxNorm });
+    const normErr = Math.abs((await gpuNorm.item()) - norm) / Math.max(norm, 1e-30);
+    assert.ok(normErr <= 1e-6, `step ${s}: the norm ${await gpuNorm.item()} is not ${norm}`);
+    gpuNorm.dispose();
     const state = opt.state();
     for (let k = 0; k < cases.length; k++) {
       assertClose(`step ${s}: ${cases[k].name}`, await params[k].toArray(), refs[k].p, TOL);
@@ -287,27 +301,147 @@ Deno.test("AdamW.step() skips params with a null grad and keeps per-parameter st
   cleanup(opt, params);
 });
 
-Deno.test("AdamW.step() records one dispatch per parameter and reads nothing back", async () => {
+Deno.test("AdamW.step() records three dispatches over 50 parameters, like over 2, and reads nothing back", async () => {
   const g = await gpu();
-  const params = [
-    tensor([1, 2, 3, 4], [2, 2], { requiresGrad: true }),
-    tensor([1], [1], { requiresGrad: true }),
+  const rng = new Rng(3);
+  const counts: number[] = [];
+  for (const count of [2, 50]) {
+    const params = Array.from({ length: count }, (_, k) => {
+      const shape = k % 3 === 0 ? [1 + (k % 7), 3 + k] : [5 + 17 * k];
+      return tensor(rng.normals(shape.reduce((a, b) => a * b, 1)), shape, { requiresGrad: true });
+    });
+    const opt = new AdamW(params, { clamp: { "params[1]": [-1, 1] } });
+    for (const p of params) p.grad = keep(tensor(rng.normals(p.size), [...p.shape]));
+    opt.state(); // make the arenas now, so their uploads are not counted below
+    await g.sync();
+    g.resetCounters();
+    const norms = [opt.step(1e-3, { maxNorm: 1 }), opt.step(1e-3, { maxNorm: 1, gate: tensor([0], [1]) })];
+    counts.push(g.counters.dispatches / 2);
+    assert.equal(g.counters.readbacks, 0);
+    assert.equal(g.counters.submits, 0);
+    // A param keeps its buffer: the update is in place.
+    const buffer = params[0].buffer;
+    opt.step().dispose();
+    assert.equal(params[0].buffer, buffer);
+    for (const n of norms) n.dispose();
+    cleanup(opt, params);
+  }
+  // Sum of squares, norm, update: independent of the number of parameters.
+  assert.deepEqual(counts, [3, 3]);
+});
+
+Deno.test("AdamW.step({maxNorm}) matches clip_grad_norm_ then the f64 AdamW formula: odd sizes, decayed or not, a null grad, a clamp", async () => {
+  // Sizes around the 256-element block: segments that end mid-block, one block exactly, one element; and
+  // more than 16 blocks in all, so several workgroups sum the squares.
+  const cases: Case[] = [
+    { name: "w", shape: [17, 19], init: uniform(-1, 1), grad: (_s, _i, rng) => rng.normal() },
+    { name: "big", shape: [41, 101], init: uniform(-1, 1), grad: (_s, _i, rng) => rng.normal() },
+    { name: "b", shape: [257], init: uniform(-1, 1), grad: (_s, _i, rng) => 2 * rng.normal() },
+    { name: "e", shape: [2, 128], init: uniform(-1, 1), grad: (_s, _i, rng) => rng.normal() },
+    {
+      name: "late",
+      shape: [3, 5],
+      init: uniform(-1, 1),
+      grad: (s, _i, rng) => (s === 2 ? null : rng.normal()),
+    },
+    { name: "logit_scale", shape: [], init: () => 4.6, grad: () => -3, clamp: [0, Math.log(100)] },
+    { name: "frozen_scale", shape: [], init: () => -2, grad: () => null, clamp: [0, 1] },
+    { name: "one", shape: [1], init: () => 0.25, grad: (_s, _i, rng) => rng.normal() },
   ];
-  const opt = new AdamW(params);
-  for (const p of params) p.grad = keep(tensor(new Float32Array(p.size).fill(0.5), [...p.shape]));
-  opt.state(); // make the moments now, so their uploads are not counted below
+  // Clipping active: the norm is ~70, the factor ~1/70 (well away from 1, so missing it fails the test).
+  const factors: number[] = [];
+  const active = await runAgainstReference(cases, {
+    steps: 3,
+    maxNorm: 1,
+    hyper: { ...DEFAULTS, lr: 0.05, eps: 1e-3 },
+    onNorm: (_norm, factor) => factors.push(factor),
+  });
+  assert.ok(factors.every((f) => f < 0.1), `clip factors ${factors}`);
+  assert.deepEqual(active.opt.state().steps, [3, 3, 3, 3, 2, 3, 0, 3]);
+  assert.equal(active.refs[6].p[0], 0, "the clamp lifted frozen_scale");
+  cleanup(active.opt, active.params);
+  // Clipping inactive: a maxNorm above the norm leaves the gradients as they are.
+  factors.length = 0;
+  const inactive = await runAgainstReference(cases, {
+    steps: 3,
+    maxNorm: 1000,
+    onNorm: (_norm, factor) => factors.push(factor),
+  });
+  assert.deepEqual(factors, [1, 1, 1]);
+  cleanup(inactive.opt, inactive.params);
+  // (A missing clip factor cannot pass: m = (1 - b1) * g would be 10 times the reference's.)
+});
+
+Deno.test("AdamW.step() over several arenas (a small maxArenaBytes) matches the f64 formula, clipping on", async () => {
+  await gpu();
+  // 1024 elements an arena: a is alone (a 1280-element segment), b (256) and c (768) fill one exactly, d and
+  // logit_scale share the third.
+  const cases: Case[] = [
+    { name: "a", shape: [1030], init: uniform(-1, 1), grad: (_s, _i, rng) => rng.normal() },
+    { name: "b", shape: [3, 70], init: uniform(-1, 1), grad: (_s, _i, rng) => rng.normal() },
+    { name: "c", shape: [700], init: uniform(-1, 1), grad: (s, _i, rng) => (s === 1 ? null : rng.normal()) },
+    { name: "d", shape: [9, 31], init: uniform(-1, 1), grad: (_s, _i, rng) => rng.normal() },
+    { name: "logit_scale", shape: [], init: () => 4.6, grad: () => -3, clamp: [0, Math.log(100)] },
+  ];
+  const { opt, params } = await runAgainstReference(cases, {
+    steps: 3,
+    maxNorm: 2,
+    gpuOptions: { maxArenaBytes: 4096 },
+  });
+  // Three arenas: a sum-of-squares and an update dispatch each, and one norm.
+  const g = await gpu();
   await g.sync();
   g.resetCounters();
-  opt.step();
-  opt.step();
-  assert.equal(g.counters.dispatches, 4);
-  assert.equal(g.counters.readbacks, 0);
-  assert.equal(g.counters.submits, 0);
-  // A param keeps its buffer: the update is in place.
-  const buffer = params[0].buffer;
-  opt.step();
-  assert.equal(params[0].buffer, buffer);
+  opt.step().dispose();
+  assert.equal(g.counters.dispatches, 2 * 3 + 1);
   cleanup(opt, params);
+});
+
+Deno.test("AdamW.step() with a NaN gate or a non-finite gradient changes nothing, but still clamps a param without grad", async () => {
+  await gpu();
+  const w = tensor([1, -2, 3, -4, 5], [5], { requiresGrad: true, name: "w" });
+  const u = tensor([0.5, 0.25], [1, 2], { requiresGrad: true, name: "u" });
+  const s = tensor([7], [], { requiresGrad: true, name: "s" });
+  const opt = new AdamW([w, u, s], { lr: 0.1, clamp: { s: [0, 2] } });
+  const snapshot = async () => {
+    const state = opt.state();
+    const values: number[][] = [];
+    for (const t of [w, u, s, ...state.m, ...state.v]) values.push([...await t.toArray()]);
+    return values;
+  };
+  // One real step, so the moments are not zero.
+  w.grad = keep(tensor([1, 2, 3, 4, 5], [5]));
+  u.grad = keep(tensor([-1, 1], [1, 2]));
+  opt.step(0.1, { maxNorm: 1 }).dispose();
+  const before = await snapshot();
+  assert.equal(before[2][0], 2, "the first step clamped s");
+  s.grad = null;
+  await s.gpu.sync();
+  // s is out of range again: the skipped steps below clamp it, as OpenCLIP does after every step.
+  const lifted = tensor([9], []);
+  s.gpu.copy(lifted.buffer, 0, s.buffer, 0, 4);
+  lifted.dispose();
+  for (
+    const [what, grad, gate] of [
+      ["a NaN gate", [1, 1, 1, 1, 1], NaN],
+      ["an infinite gate", [1, 1, 1, 1, 1], -Infinity],
+      ["a NaN gradient", [1, NaN, 1, 1, 1], 0],
+      ["an infinite gradient", [1, 1, Infinity, 1, 1], undefined],
+      ["a gradient whose square overflows", [1, 1, 1, 1e30, 1], 0],
+    ] as const
+  ) {
+    opt.zeroGrad();
+    w.grad = keep(tensor(grad, [5]));
+    u.grad = keep(tensor([3, 3], [1, 2]));
+    const gateTensor = gate === undefined ? undefined : tensor([gate], [1]);
+    const norm = await opt.step(0.1, { gate: gateTensor, maxNorm: 1 }).item();
+    gateTensor?.dispose();
+    const after = await snapshot();
+    assert.deepEqual(after, before, `${what} must leave parameters and moments unchanged`);
+    if (gate === 0 || gate === undefined) assert.ok(!Number.isFinite(norm), `${what}: norm ${norm}`);
+  }
+  assert.deepEqual(opt.state().steps, [6, 6, 0], "step counts advance even when a step is skipped");
+  cleanup(opt, [w, u, s]);
 });
 
 Deno.test("AdamW.state() and loadState() resume a run exactly where it stopped", async () => {

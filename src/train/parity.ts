@@ -150,7 +150,7 @@ export async function runParity(bytes: Uint8Array, file: string, tolerance = 1e-
     weightDecay: opt.weight_decay ?? 0.2,
     clamp: { logit_scale: clampRange },
   });
-  optimizer.step();
+  optimizer.step().dispose();
   for (const [name, p] of model.namedParameters()) {
     if (tensors.has(`step.${name}`)) compare(`step.${name}`, await p.toArray());
   }

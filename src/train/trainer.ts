@@ -11,9 +11,9 @@
 
 import { backward } from "../tensor/autograd.ts";
 import { Rng } from "../tensor/random.ts";
-import { getGpu, keep, noGrad, type Tensor, tensor, tidy } from "../tensor/tensor.ts";
-import { add, minimum, mul } from "../ops/binary.ts";
-import { addScalar, reciprocal, scale, sqrt, square } from "../ops/unary.ts";
+import { getGpu, keep, type Tensor, tensor, tidy } from "../tensor/tensor.ts";
+import { add } from "../ops/binary.ts";
+import { scale } from "../ops/unary.ts";
 import { sum } from "../ops/reduce.ts";
 import { reshape } from "../ops/reshape.ts";
 import { concat } from "../ops/slice.ts";
@@ -145,29 +145,9 @@ export async function makeTokenizer(config: TrainConfig): Promise<Tokenizer> {
 // One step
 
 /**
- * Scales every gradient so their global L2 norm is at most `maxNorm` (when `maxNorm > 0`), on the GPU.
- * @returns The norm before clipping (0-dim; NaN or infinite when a gradient is).
- */
-function clipGradients(params: Tensor[], maxNorm: number): Tensor {
-  const withGrad = params.filter((p) => p.grad !== null);
-  let total = tensor([0], []);
-  for (const p of withGrad) total = add(total, sum(square(p.grad!)));
-  const norm = sqrt(total);
-  if (maxNorm > 0) {
-    // factor = min(1, maxNorm / (norm + 1e-6))
-    const factor = minimum(tensor([1], []), scale(reciprocal(addScalar(norm, 1e-6)), maxNorm));
-    for (const p of withGrad) {
-      const old = p.grad!;
-      p.grad = keep(mul(old, factor));
-      old.dispose();
-    }
-  }
-  return norm;
-}
-
-/**
- * Records one optimizer step: forward, losses, backward over `batches` (gradient accumulation), clipping,
- * and the AdamW update, which the GPU skips when the loss or the gradient norm is not finite.
+ * Records one optimizer step: forward, losses, backward over `batches` (gradient accumulation), then
+ * gradient clipping and the AdamW update in one {@link AdamW.step}, which the GPU skips when the loss or the
+ * gradient norm is not finite.
  * @returns `[5]`: loss, loss_clip, loss_cloc, loss_ground, grad_norm (read later, with other steps').
  */
 function recordStep(
@@ -193,9 +173,12 @@ function recordStep(
       ], 0);
       parts = parts === null ? these : add(parts, these);
     }
-    const norm = noGrad(() => clipGradients(model.parameters(), config.gradClip));
-    // Finite only when every loss part and the gradient norm are: the GPU skips the update otherwise.
-    optimizer.step(lr, { gate: add(norm, sum(parts!)) });
+    // The gate is finite only when every loss part is; the GPU skips the update otherwise, and also when
+    // the gradient norm (returned before clipping) is not finite.
+    const norm = optimizer.step(lr, {
+      gate: sum(parts!),
+      maxNorm: config.gradClip > 0 ? config.gradClip : undefined,
+    });
     return concat([scale(parts!, 1 / batches.length), reshape(norm, [1])], 0);
   });
 }
