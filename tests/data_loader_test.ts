@@ -114,6 +114,41 @@ Deno.test("BatchMaker draws up to M region slots per image anew each epoch, alwa
   assert.ok(draws.size >= 3, `the draw changes across epochs: ${[...draws]}`);
 });
 
+Deno.test("BatchMaker says every caption and region phrase at one detail level a batch, every level over steps", () => {
+  // Sample i's caption and region have 1 + i % 4 levels; a batch level u in [0, 1) says levels[floor(u * n)].
+  const levels = ["zero", "one", "two", "three"];
+  const dataset: Dataset = {
+    length: 64,
+    get(i: number): Sample {
+      const phrases = levels.slice(0, 1 + (i % 4));
+      const regions = [{ box: [0, 0, 4, 4] as [number, number, number, number], text: "red", phrases }];
+      return { image: blankImage(8, 8), caption: "a red", captions: phrases, regions };
+    },
+  };
+  const maker = new BatchMaker(dataset, tok, { ...small, maxRegions: 1 });
+  const seen = new Set<number>();
+  for (let step = 0; step < maker.stepsPerEpoch; step++) {
+    const b = maker.makeSync(0, step);
+    // Each region narrows u to [k/n, (k+1)/n); one level for the batch means the intervals overlap.
+    let lo = 0, hi = 1;
+    b.indices.forEach((index, row) => {
+      const k = levels.indexOf(tok.decode(b.regionText.subarray(row * 24, (row + 1) * 24)));
+      const n = 1 + (index % 4);
+      assert(k >= 0 && k < n, `step ${step} row ${row}: phrase ${k} of ${n}`);
+      assert.equal(
+        tok.decode(b.text.subarray(row * 24, (row + 1) * 24)),
+        levels[k],
+        "the caption at the same level",
+      );
+      lo = Math.max(lo, k / n);
+      hi = Math.min(hi, (k + 1) / n);
+    });
+    assert(lo < hi, `step ${step}: the regions' phrases do not share one detail level`);
+    seen.add(Math.floor(lo * 4));
+  }
+  assert.equal(seen.size, 4, `every level appears over ${maker.stepsPerEpoch} steps: ${[...seen]}`);
+});
+
 Deno.test("BatchMaker: the same seed gives the same bytes", async () => {
   const set = await MosaicDataset.open("digits", "test", 40, { seed: 3, canvas: 32 });
   const a = new BatchMaker(set, tok, small), b = new BatchMaker(set, tok, small);

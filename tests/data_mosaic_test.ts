@@ -308,11 +308,10 @@ Deno.test("cli/data.ts writes DIR/data.jsonl, the images and DIR/preview.png", a
   }
 });
 
-Deno.test("mosaic regionText mixed varies region captions' detail and keeps the pixels and image captions", async () => {
+Deno.test("mosaic regionText mixed gives every region its phrases, the scene its captions, and keeps the pixels", async () => {
   const { MosaicDataset } = await import("../src/data/mosaic.ts");
   const full = await MosaicDataset.open("digits", "test", 20, { canvas: 32, seed: 3 });
   const mixed = await MosaicDataset.open("digits", "test", 20, { canvas: 32, seed: 3, regionText: "mixed" });
-  const lengths = new Set<number>();
   for (let i = 0; i < 20; i++) {
     const a = full.get(i), b = mixed.get(i);
     if (a.caption !== b.caption) throw new Error(`scene ${i}: the image caption changed`);
@@ -320,17 +319,65 @@ Deno.test("mosaic regionText mixed varies region captions' detail and keeps the 
       throw new Error(`scene ${i}: the pixels changed`);
     }
     b.regions.forEach((r, k) => {
-      const words = r.text.split(" ");
-      lengths.add(words.length);
-      // Every variant is a sub-phrase of the full caption that ends with the class.
-      if (
-        !r.text.endsWith(a.regions[k].label!) || !words.every((w) => a.regions[k].text.split(" ").includes(w))
-      ) {
-        throw new Error(`scene ${i} region ${k}: "${r.text}" is not a sub-phrase of "${a.regions[k].text}"`);
-      }
+      const { text, label } = a.regions[k];
+      const o = b.objects[k];
+      assert.equal(r.text, text);
+      assert.deepEqual(r.phrases, [label, `${o.color} ${label}`, `${o.size} ${label}`, text]);
     });
+    // The scene's captions at each level are made of its regions' phrases at that level; the finest is the caption.
+    assert.equal(b.captions?.length, 4);
+    assert.equal(b.captions![3], a.caption);
+    assert.equal(b.captions![0], sceneCaption(b.regions.map((r) => ({ box: r.box, text: r.phrases![0] }))));
   }
-  if (![1, 2, 3].every((n) => lengths.has(n))) {
-    throw new Error(`expected 1-, 2- and 3-word captions, got ${[...lengths]}`);
+});
+
+Deno.test("mosaic grid places every glyph's square at multiples of the grid, and refuses a bad grid", async () => {
+  const { MosaicDataset } = await import("../src/data/mosaic.ts");
+  const set = await MosaicDataset.open("digits", "test", 30, {
+    canvas: 64,
+    grid: 16,
+    smallSize: 0.25,
+    largeSize: 0.5,
+  });
+  let objects = 0;
+  for (let i = 0; i < set.length; i++) {
+    for (const o of set.get(i).objects) {
+      // The glyph is cropped to its ink before scaling, so its box starts within a pixel or two of the origin.
+      const [x0, y0] = o.box;
+      assert(x0 % 16 <= 2 && y0 % 16 <= 2, `scene ${i}: box ${o.box} is off the 16-pixel grid`);
+      objects++;
+    }
+  }
+  assert(objects >= 30, `${objects} objects`);
+  assert.throws(() => new MosaicDataset(set.glyphs, 1, { canvas: 64, grid: 0 }), /grid must be an integer/);
+});
+
+Deno.test("mosaic monochrome draws white glyphs and leaves colour out of captions and phrases", async () => {
+  const { MosaicDataset } = await import("../src/data/mosaic.ts");
+  const set = await MosaicDataset.open("digits", "test", 20, {
+    canvas: 32,
+    monochrome: true,
+    regionText: "mixed",
+  });
+  const colourWords = new Set(COLORS.map((c) => c.name));
+  for (let i = 0; i < set.length; i++) {
+    const scene = set.get(i);
+    const d = scene.image.data;
+    for (let p = 0; p < d.length; p += 3) {
+      assert(d[p] === d[p + 1] && d[p + 1] === d[p + 2], `scene ${i}: pixel ${p / 3} is not grey`);
+    }
+    const words = [
+      scene.caption,
+      ...scene.captions!,
+      ...scene.regions.flatMap((r) => [r.text, ...r.phrases!]),
+    ]
+      .flatMap((t) => t.split(" "));
+    assert(!words.some((w) => colourWords.has(w)), `scene ${i} names a colour: ${scene.caption}`);
+    scene.regions.forEach((r, k) => assert.deepEqual(r.phrases, [scene.objects[k].label, r.text]));
+    assert.equal(
+      new Set(scene.regions.map((r) => r.text)).size,
+      scene.regions.length,
+      "unique region captions",
+    );
   }
 });

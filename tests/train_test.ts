@@ -155,6 +155,14 @@ Deno.test("validateTrainConfig() refuses configs that cannot work, saying what t
   assert(message({ data: "pictures.txt" }).includes("--data must be"));
   assert(message({ steps: 0 }).includes("--steps must be an integer >= 1"));
   assert(message({ mode: "other" as "clip" }).includes(`--mode must be "cloc" or "clip"`));
+  assert(
+    message({ minObjects: 3, maxObjects: 2 }).includes(
+      "--max-objects must be between --min-objects (3) and 8",
+    ),
+  );
+  assert(message({ smallSize: 0.6, largeSize: 0.5 }).includes("0 < --small-size <= --large-size <= 1"));
+  assert(message({ grid: 0 }).includes("--grid must be an integer >= 1"));
+  assert(message({}) === "", "the preset itself is valid");
   let unknown = "";
   try {
     resolveConfig("huge");

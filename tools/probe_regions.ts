@@ -35,9 +35,11 @@ const tokenizer = tokenizerFromJson(JSON.parse(metadata.tokenizer));
 const config = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
 const ctx = model.config.text.context_length, e = model.config.embed_dim, m = 4, b = 32;
 const count = Number(o.count);
+const { minObjects, maxObjects, smallSize, largeSize, grid, monochrome } = config;
 const scenes = await MosaicDataset.open("digits", "test", count, {
   canvas: config.canvas ?? 64,
   seed: EVAL_SEED,
+  ...{ minObjects, maxObjects, smallSize, largeSize, grid, monochrome },
 });
 const maker = new BatchMaker(scenes, tokenizer, {
   batchSize: b,

@@ -31,6 +31,12 @@ export interface Sample {
   image: RgbImage;
   /** The image caption. */
   caption: string;
+  /**
+   * Optional: the caption at each detail level, coarsest first ("a seven above a two" … "a small red seven
+   * above a large blue two"). A loader says it at the batch's detail level, as it does `Region.phrases`, so
+   * that in a coarse batch the image-text loss too can only tell images apart by what the coarse words say.
+   */
+  captions?: string[];
   /** The regions, boxes in pixels of `image`. */
   regions: Region[];
 }
@@ -78,7 +84,15 @@ export interface MosaicSpec {
   minObjects?: number;
   /** Most objects a scene. @default 4 */
   maxObjects?: number;
-  /** Region captions: always full, or of mixed detail (see `MosaicOptions.regionText`). @default "full" */
+  /** Longer side of a `small` object as a fraction of the canvas. @default 0.25 */
+  smallSize?: number;
+  /** Longer side of a `large` object as a fraction of the canvas. @default 0.45 */
+  largeSize?: number;
+  /** Objects are placed at multiples of this many canvas pixels. @default 1 */
+  grid?: number;
+  /** White objects and no colour words. @default false */
+  monochrome?: boolean;
+  /** Region captions: always full, or with phrases of every detail (see `MosaicOptions.regionText`). @default "full" */
   regionText?: "full" | "mixed";
 }
 
@@ -230,17 +244,8 @@ export class RecordDataset implements Dataset {
 export async function openDataset(spec: DataSpec): Promise<{ dataset: Dataset; bad: BadRecords | null }> {
   switch (spec.kind) {
     case "mosaic": {
-      const { set, split, count, seed, canvas, minObjects, maxObjects, regionText } = spec;
-      return {
-        dataset: await MosaicDataset.open(set, split, count, {
-          seed,
-          canvas,
-          minObjects,
-          maxObjects,
-          regionText,
-        }),
-        bad: null,
-      };
+      const { set, split, count, kind: _, ...options } = spec;
+      return { dataset: await MosaicDataset.open(set, split, count, options), bad: null };
     }
     case "jsonl": {
       const f = await readRegionJsonl(spec.path, spec);

@@ -17,6 +17,14 @@ import { CLIP_MEAN, CLIP_STD, preprocessInto, transformBoxes } from "./preproces
 import { type BadRecord, BadRecordError, formatBadRecord } from "./records.ts";
 import { type Tokenizer, tokenizerFromJson, type TokenizerJson } from "./tokenizer.ts";
 
+/**
+ * What a caption says at detail level `detail` in [0, 1): `levels[floor(detail * n)]` of its `n` levels
+ * (coarsest first; see `Sample.captions` and `Region.phrases`), or `text` when it has none.
+ */
+function atDetail(text: string, levels: readonly string[] | undefined, detail: number): string {
+  return levels?.length ? levels[Math.floor(detail * levels.length)] : text;
+}
+
 /** Options of a loader. */
 export interface LoaderOptions {
   /** Images a batch (B). @default 32 */
@@ -249,12 +257,17 @@ export class BatchMaker {
     };
   }
 
+  /** The detail level of a batch (see {@link atDetail}): one a batch, drawn from (seed, epoch, step). */
+  #detail(epoch: number, step: number): number {
+    return new Rng(mixSeed(mixSeed(this.options.seed, epoch) ^ 0x6a09e667, step)).uniform();
+  }
+
   /** Writes one sample into row `row` of a batch, drawing its region slots for this epoch. */
-  #fill(batch: Batch, row: number, index: number, sample: Sample): void {
+  #fill(batch: Batch, row: number, index: number, sample: Sample, detail: number): void {
     const { imageSize: S, contextLength: ctx, maxRegions: M, mean, std, pad, seed } = this.options;
     const lb = preprocessInto(sample.image, S, batch.images, row * 3 * S * S, { mean, std, pad });
     batch.indices[row] = index;
-    this.tokenizer.encodeInto(sample.caption, ctx, batch.text, row * ctx);
+    this.tokenizer.encodeInto(atDetail(sample.caption, sample.captions, detail), ctx, batch.text, row * ctx);
     // Choose min(R, M) of the R regions without replacement, in a random slot order.
     const R = sample.regions.length;
     const pick = Array.from({ length: R }, (_, i) => i);
@@ -270,7 +283,8 @@ export class BatchMaker {
       const slot = row * M + m;
       if (m < take) {
         batch.regionBoxes.set(boxes[m], slot * 4);
-        this.tokenizer.encodeInto(chosen[m].text, ctx, batch.regionText, slot * ctx);
+        const { text, phrases } = chosen[m];
+        this.tokenizer.encodeInto(atDetail(text, phrases, detail), ctx, batch.regionText, slot * ctx);
         batch.regionValid[slot] = 1;
       } else {
         batch.regionBoxes.set([0, 0, 1, 1], slot * 4);
@@ -314,7 +328,8 @@ export class BatchMaker {
     const idx = this.indices(epoch, step);
     const batch = this.#alloc(epoch, step, idx.length);
     const samples = await Promise.all(Array.from(idx, (i) => this.#load(i)));
-    samples.forEach(([i, s], row) => this.#fill(batch, row, i, s));
+    const detail = this.#detail(epoch, step);
+    samples.forEach(([i, s], row) => this.#fill(batch, row, i, s, detail));
     return batch;
   }
 
@@ -341,6 +356,7 @@ export class BatchMaker {
   makeSync(epoch: number, step: number): Batch {
     const idx = this.indices(epoch, step);
     const batch = this.#alloc(epoch, step, idx.length);
+    const detail = this.#detail(epoch, step);
     for (let row = 0; row < idx.length; row++) {
       let index = idx[row];
       for (let tries = 0;; tries++) {
@@ -356,7 +372,7 @@ export class BatchMaker {
           sample.catch(() => {});
           throw new TypeError(`BatchMaker.makeSync: the data set loads samples asynchronously: use make()`);
         }
-        this.#fill(batch, row, index, sample);
+        this.#fill(batch, row, index, sample, detail);
         break;
       }
     }

@@ -21,6 +21,12 @@ export interface Region {
   text: string;
   /** An optional class name. */
   label?: string;
+  /**
+   * Optional captions of the same region from the coarsest to the finest (`["seven", "red seven",
+   * "small red seven"]`). A loader then draws one detail level a batch and gives every region of the batch
+   * its phrase at that level, so a bare "seven" is never the contrastive negative of a "red seven" region.
+   */
+  phrases?: string[];
 }
 
 /**

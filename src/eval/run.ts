@@ -33,6 +33,18 @@ export interface RunInfo {
   evalCount?: number;
   /** Mosaic canvas side in pixels. @default 64 */
   canvas?: number;
+  /** Fewest objects in a mosaic scene. @default 1 */
+  minObjects?: number;
+  /** Most objects in a mosaic scene. @default 4 */
+  maxObjects?: number;
+  /** Longer side of a small mosaic object, as a fraction of the canvas. @default 0.25 */
+  smallSize?: number;
+  /** Longer side of a large mosaic object, as a fraction of the canvas. @default 0.45 */
+  largeSize?: number;
+  /** Mosaic objects are placed at multiples of this many canvas pixels. @default 1 */
+  grid?: number;
+  /** Mosaic objects all white, captions without colour words. @default false */
+  monochrome?: boolean;
 }
 
 /**
@@ -50,7 +62,7 @@ export const DEFAULT_EVAL_COUNT = 1000;
  * COCO instances file.
  *
  * @param data `mosaic:digits`, `mosaic:fashion`, `FILE.jsonl` or `instances.json`.
- * @param options Mosaic scene count and canvas.
+ * @param options Mosaic scene count, canvas and object counts and sizes (the run's, so test scenes look like training's).
  * @returns The spec for `openDataset`.
  * @throws {RangeError} For a data string that is none of these.
  *
@@ -61,7 +73,10 @@ export const DEFAULT_EVAL_COUNT = 1000;
  * if (spec.kind !== "mosaic" || spec.split !== "test" || spec.count !== 200) throw new Error();
  * ```
  */
-export function evalDataSpec(data: string, options: { count?: number; canvas?: number } = {}): DataSpec {
+export function evalDataSpec(
+  data: string,
+  options: { count?: number } & Omit<RunInfo, "mode" | "data" | "evalCount"> = {},
+): DataSpec {
   const mosaic = /^mosaic:(.*)$/.exec(data);
   if (mosaic) {
     if (mosaic[1] !== "digits" && mosaic[1] !== "fashion") {
@@ -78,6 +93,12 @@ export function evalDataSpec(data: string, options: { count?: number; canvas?: n
       count,
       seed: EVAL_SEED,
       canvas: options.canvas ?? 64,
+      minObjects: options.minObjects,
+      maxObjects: options.maxObjects,
+      smallSize: options.smallSize,
+      largeSize: options.largeSize,
+      grid: options.grid,
+      monochrome: options.monochrome,
     };
   }
   if (data.endsWith(".jsonl")) return { kind: "jsonl", path: data };
@@ -209,7 +230,7 @@ export async function evaluateRun(
   const log = o.log ?? (() => {});
   const data = o.data ?? info?.data ?? "mosaic:digits";
   const mode = o.mode ?? info?.mode ?? "cloc";
-  const spec = evalDataSpec(data, { count: o.count ?? info?.evalCount, canvas: info?.canvas });
+  const spec = evalDataSpec(data, { ...info, count: o.count ?? info?.evalCount });
   if (spec.kind !== "mosaic" && (await statOrNull(spec.path)) === null) {
     throw new Error(`Evaluation data not found: "${spec.path}" does not exist`);
   }

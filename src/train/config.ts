@@ -20,6 +20,18 @@ export interface TrainConfig {
   evalCount: number;
   /** Mosaic canvas side in pixels, before the letterbox resize to the model's image size. */
   canvas: number;
+  /** Fewest objects in a mosaic scene. */
+  minObjects: number;
+  /** Most objects in a mosaic scene. */
+  maxObjects: number;
+  /** Longer side of a mosaic's `small` object, as a fraction of the canvas. */
+  smallSize: number;
+  /** Longer side of a mosaic's `large` object, as a fraction of the canvas. */
+  largeSize: number;
+  /** Mosaic objects are placed at multiples of this many canvas pixels (1: anywhere). */
+  grid: number;
+  /** Mosaic objects all white, captions without colour words. */
+  monochrome: boolean;
   /** Tokenizer: "word" (built from the data's texts; small) or "clip" (OpenAI's BPE, 49408 ids). */
   tokenizer: "word" | "clip";
   /** Optimizer steps. */
@@ -58,7 +70,7 @@ export interface TrainConfig {
   model: ClocConfig;
 }
 
-const LOSS = { region_weight: 1.0, text_filter_threshold: 0.9, logit_scale_max: Math.log(100) };
+const LOSS = { region_weight: 1.0, text_filter_threshold: 0.999, logit_scale_max: Math.log(100) };
 
 /** Built-in starting points. `cpu-tiny` is the default: it trains in minutes on 2 CPU cores. */
 export const PRESETS: Record<string, TrainConfig> = {
@@ -69,6 +81,12 @@ export const PRESETS: Record<string, TrainConfig> = {
     trainCount: 20000,
     evalCount: 500,
     canvas: 64,
+    minObjects: 1,
+    maxObjects: 3,
+    smallSize: 0.25,
+    largeSize: 0.5,
+    grid: 16,
+    monochrome: true,
     tokenizer: "word",
     steps: 1000,
     batchSize: 32,
@@ -110,6 +128,12 @@ export const PRESETS: Record<string, TrainConfig> = {
     trainCount: 100000,
     evalCount: 2000,
     canvas: 64,
+    minObjects: 1,
+    maxObjects: 4,
+    smallSize: 0.25,
+    largeSize: 0.45,
+    grid: 1,
+    monochrome: false,
     tokenizer: "word",
     steps: 5000,
     batchSize: 64,
@@ -151,6 +175,12 @@ export const PRESETS: Record<string, TrainConfig> = {
     trainCount: 1000000,
     evalCount: 5000,
     canvas: 224,
+    minObjects: 1,
+    maxObjects: 4,
+    smallSize: 0.25,
+    largeSize: 0.45,
+    grid: 1,
+    monochrome: false,
     tokenizer: "clip",
     steps: 20000,
     batchSize: 256,
@@ -273,6 +303,19 @@ export function validateTrainConfig(config: TrainConfig): TrainConfig {
   int("trainCount", 1);
   int("evalCount", 1);
   int("canvas", 8);
+  int("minObjects", 1);
+  int("maxObjects", 1);
+  int("grid", 1);
+  if (config.maxObjects < config.minObjects || config.maxObjects > 8) {
+    problems.push(
+      `--max-objects must be between --min-objects (${config.minObjects}) and 8 (the mosaic's colours), got ${config.maxObjects}`,
+    );
+  }
+  if (!(config.smallSize > 0 && config.smallSize <= config.largeSize && config.largeSize <= 1)) {
+    problems.push(
+      `object sizes must satisfy 0 < --small-size <= --large-size <= 1, got ${config.smallSize} and ${config.largeSize}`,
+    );
+  }
   pos("lr");
   pos("minLr");
   pos("weightDecay");

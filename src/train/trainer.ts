@@ -118,6 +118,12 @@ export function dataSpec(config: TrainConfig, split: "train" | "test"): DataSpec
       count,
       seed: config.seed,
       canvas: config.canvas,
+      minObjects: config.minObjects,
+      maxObjects: config.maxObjects,
+      smallSize: config.smallSize,
+      largeSize: config.largeSize,
+      grid: config.grid,
+      monochrome: config.monochrome,
       // Training sees region captions of every detail, down to the bare class name (see MosaicOptions).
       regionText: split === "train" ? "mixed" : "full",
     };
