@@ -5,11 +5,17 @@
 // Bindings:
 //   0 x   (read)        f32 [outer, R, inner]
 //   1 out (read_write)  f32 [outer, inner], overwritten
-//   2 params (uniform)  outer, R, inner
-// Two launch shapes, chosen in reduce.ts:
-//   reduce_forward:      one thread per output, workgroup_size(256), grid1d(outer * inner); for short R.
-//   reduce_forward_wide: one workgroup of 256 threads per output, grid (outer * inner) folded into x, y
-//                        (index = wid.x + wid.y * num_workgroups.x); for long R, a tree in shared memory.
+//   2 params (uniform)  outer, R, inner, chunk
+// Three launch shapes, chosen in reduce.ts:
+//   reduce_forward:         one thread per output, workgroup_size(256), grid1d(outer * inner); for short R.
+//   reduce_forward_wide:    one workgroup of 256 threads per output, grid (outer * inner) folded into x, y
+//                           (index = wid.x + wid.y * num_workgroups.x); for long R and few outputs, a tree in
+//                           shared memory.
+//   reduce_forward_chunked: for long R and many outputs (a bias gradient: the sum of [rows, C] over rows).
+//                           One thread per (o, chunk of `chunk` rows, i), workgroup_size(256), grid1d of
+//                           outer * chunks * inner; `out` is then [outer, chunks, inner] partials, which
+//                           reduce_forward finishes. Neighbouring threads read neighbouring columns and no
+//                           barrier is needed, which both GPUs and CPU drivers like.
 
 override OP: u32 = 0u;
 
@@ -17,6 +23,7 @@ struct Params {
   outer: u32,
   r: u32,
   inner: u32,
+  chunk: u32,
 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -72,4 +79,20 @@ fn reduce_forward_wide(
     workgroupBarrier();
   }
   if (lid == 0u) { out[j] = partial[0]; }
+}
+
+@compute @workgroup_size(256)
+fn reduce_forward_chunked(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let chunks = (p.r + p.chunk - 1u) / p.chunk;
+  let t = gid.x + gid.y * nwg.x * 256u;
+  if (t >= p.outer * chunks * p.inner) { return; }
+  let i = t % p.inner;
+  let c = (t / p.inner) % chunks;
+  let o = t / (p.inner * chunks);
+  let end = min(p.r, (c + 1u) * p.chunk);
+  var acc = identity();
+  for (var r = c * p.chunk; r < end; r++) {
+    acc = combine(acc, x[(o * p.r + r) * p.inner + i]);
+  }
+  out[t] = acc;
 }

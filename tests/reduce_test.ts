@@ -52,6 +52,27 @@ for (const f of ["sum", "mean", "max"] as const) {
   });
 }
 
+Deno.test("long reductions with many outputs (the chunked kernel) match the f64 reference", async () => {
+  // The backward is a broadcast whatever the forward kernel, so these check the forward only: finite
+  // differences over 20,000 inputs would take minutes.
+  const long: [number[], number[]][] = [
+    [[700, 40], [0]], // a bias gradient's shape: many long columns
+    [[2, 600, 33], [1]], // outer > 1, and a last chunk shorter than the others
+  ];
+  for (const f of ["sum", "mean", "max"] as const) {
+    for (const [shape, axes] of long) {
+      await checkOp({
+        name: `${f} ${JSON.stringify(shape)} axes ${axes}`,
+        inputs: [{ shape }],
+        gpu: (x) => ops[f](x, axes),
+        cpu: (x) => reduceHost(x, axes, f, false),
+        tol: 1e-5,
+        noGrad: true,
+      });
+    }
+  }
+});
+
 Deno.test("max() shares the gradient equally among tied maxima", async () => {
   await checkOp({
     name: "max ties",

@@ -25,23 +25,38 @@ export interface ReduceOptions {
 
 // Below this R one thread per output is faster than a workgroup per output.
 const WIDE_THRESHOLD = 512;
+// From this many outputs on, a long R is cut into chunks of CHUNK rows (a thread each) rather than given a
+// workgroup per output: enough threads without a barrier-heavy tree.
+const CHUNKED_MIN_OUTPUTS = 32;
+const CHUNK = 64;
 
 /** Reduces the middle axis of x seen as [outer, r, inner] with no autograd node. */
 function reduceMiddle(op: 0 | 1, x: Tensor, outer: number, r: number, inner: number): Tensor {
-  const out = empty([outer * inner]);
-  const wide = r >= WIDE_THRESHOLD;
   const outputs = outer * inner;
+  const kernel = (entry: string) => ({ file: "reduce.wgsl", code, entry, constants: { OP: op } });
+  if (r >= WIDE_THRESHOLD && outputs >= CHUNKED_MIN_OUTPUTS) {
+    // Partial results [outer, chunks, inner], then the short reduction over the chunks.
+    const chunks = Math.ceil(r / CHUNK);
+    const partials = empty([outer * chunks * inner]);
+    x.gpu.dispatch({
+      kernel: kernel("reduce_forward_chunked"),
+      inputs: [x.buffer],
+      outputs: [partials.buffer],
+      params: params([outer, r, inner, CHUNK]),
+      workgroups: grid1d(outer * chunks * inner),
+    });
+    const out = reduceMiddle(op, partials, outer, chunks, inner);
+    partials.dispose();
+    return out;
+  }
+  const out = empty([outputs]);
+  const wide = r >= WIDE_THRESHOLD;
   const maxPerDim = x.gpu.limits.maxComputeWorkgroupsPerDimension;
   x.gpu.dispatch({
-    kernel: {
-      file: "reduce.wgsl",
-      code,
-      entry: wide ? "reduce_forward_wide" : "reduce_forward",
-      constants: { OP: op },
-    },
+    kernel: kernel(wide ? "reduce_forward_wide" : "reduce_forward"),
     inputs: [x.buffer],
     outputs: [out.buffer],
-    params: params([outer, r, inner]),
+    params: params([outer, r, inner, 0]),
     workgroups: wide ? grid1d(outputs, 1, maxPerDim) : grid1d(outputs),
   });
   return out;
