@@ -374,3 +374,27 @@ Deno.test("RecordDataset.get() decodes PNG and JPEG images and fails with file a
     assert.match(err.message, /d\.jsonl:5: image "c\.png" not found/);
   });
 });
+
+Deno.test("region-text JSONL carries optional caption and phrase levels, round-trips them and checks them", () => {
+  const record: RegionRecord = {
+    image: "a.png",
+    caption: "a small seven",
+    captions: ["a seven", "a small seven"],
+    regions: [{ box: [0, 0, 4, 4], text: "small seven", label: "seven", phrases: ["seven", "small seven"] }],
+  };
+  const { records, bad } = parseRegionJsonl(formatRegionJsonl([record]), "x.jsonl");
+  assert.equal(bad.count, 0);
+  assert.deepEqual(records, [record]);
+  const { bad: wrong } = parseRegionJsonl(
+    [
+      '{"image": "a.png", "caption": "c", "captions": []}',
+      '{"image": "a.png", "caption": "c", "regions": [{"box": [0, 0, 1, 1], "text": "t", "phrases": ["t", " "]}]}',
+    ].join("\n"),
+    "x.jsonl",
+  );
+  assert.match(
+    wrong.list[0].reason,
+    /"captions" must be a non-empty array of strings when present: got \[\]/,
+  );
+  assert.match(wrong.list[1].reason, /region 0: "phrases" entry 1 must be a non-empty string: got " "/);
+});

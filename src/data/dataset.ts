@@ -220,7 +220,7 @@ export class RecordDataset implements Dataset {
     }
     const why = checkRecordBoxes(rec, image.width, image.height);
     if (why) throw new BadRecordError({ ...where, reason: why });
-    const sample = { image, caption: rec.caption, regions: rec.regions };
+    const sample = { image, caption: rec.caption, captions: rec.captions, regions: rec.regions };
     if (this.#cache) this.#cache[index] = sample;
     return sample;
   }

@@ -1,7 +1,8 @@
 /**
  * Region-text JSONL: one image a line,
  * `{"image": "path relative to the file", "caption": "...", "regions": [{"box": [x0, y0, x1, y1], "text": "...", "label": "optional"}]}`,
- * boxes in pixels of the image. Reading checks every line and skips (or, strict, throws at) bad records:
+ * boxes in pixels of the image. Optional `"captions"` (of a record) and `"phrases"` (of a region) give the texts
+ * at each detail level, coarsest first, of which the loader says one level a batch. Reading checks every line and skips (or, strict, throws at) bad records:
  * malformed JSON, missing fields, empty texts, inverted boxes, a missing or undecodable image, a box
  * outside the image.
  * @module
@@ -199,7 +200,8 @@ export async function readRegionJsonl(file: string, options: ReadJsonlOptions = 
 }
 
 /**
- * Formats records as region-text JSONL (keys in the order image, caption, regions; box, text, label).
+ * Formats records as region-text JSONL (keys in the order image, caption, captions, regions; box, text,
+ * label, phrases; absent optional keys are left out).
  *
  * @param records The records.
  * @returns The file's text, one line a record, each ending in a newline.
@@ -214,10 +216,8 @@ export async function readRegionJsonl(file: string, options: ReadJsonlOptions = 
 export function formatRegionJsonl(records: readonly RegionRecord[]): string {
   let out = "";
   for (const r of records) {
-    const regions = r.regions.map((g) =>
-      g.label === undefined ? { box: g.box, text: g.text } : { box: g.box, text: g.text, label: g.label }
-    );
-    out += JSON.stringify({ image: r.image, caption: r.caption, regions }) + "\n";
+    const regions = r.regions.map(({ box, text, label, phrases }) => ({ box, text, label, phrases }));
+    out += JSON.stringify({ image: r.image, caption: r.caption, captions: r.captions, regions }) + "\n";
   }
   return out;
 }

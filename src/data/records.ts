@@ -45,6 +45,8 @@ export interface RegionRecord {
   image: string;
   /** The image caption. */
   caption: string;
+  /** Optional: the caption at each detail level, coarsest first (see `Sample.captions`). */
+  captions?: string[];
   /** Boxed region captions; may be empty. */
   regions: Region[];
 }
@@ -253,11 +255,27 @@ export function parseRecord(value: unknown): RegionRecord | { reason: string } {
     if (r.label !== undefined && typeof r.label !== "string") {
       return { reason: `region ${i}: "label" must be a string when present: got ${JSON.stringify(r.label)}` };
     }
+    const phrases = textList(r.phrases);
+    if (typeof phrases === "string") return { reason: `region ${i}: "phrases" ${phrases}` };
     const region: Region = { box: (r.box as number[]).slice() as Region["box"], text: r.text };
     if (r.label !== undefined) region.label = r.label as string;
+    if (phrases) region.phrases = phrases;
     regions.push(region);
   }
-  return { image: v.image, caption: v.caption, regions };
+  const captions = textList(v.captions);
+  if (typeof captions === "string") return { reason: `"captions" ${captions}` };
+  return { image: v.image, caption: v.caption, ...(captions ? { captions } : {}), regions };
+}
+
+/** An optional list of non-empty strings: the list, undefined when absent, or what is wrong with it. */
+function textList(value: unknown): string[] | undefined | string {
+  if (value === undefined) return undefined;
+  if (!Array.isArray(value) || value.length === 0) {
+    return `must be a non-empty array of strings when present: got ${JSON.stringify(value)?.slice(0, 60)}`;
+  }
+  const bad = value.findIndex((t) => typeof t !== "string" || t.trim() === "");
+  if (bad >= 0) return `entry ${bad} must be a non-empty string: got ${JSON.stringify(value[bad])}`;
+  return value.slice();
 }
 
 /**
