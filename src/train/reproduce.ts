@@ -37,6 +37,25 @@ export interface ReproduceResult {
   markdown: string;
 }
 
+/** A JSON file's contents, or null when it does not exist yet. */
+async function readJson<T>(path: string): Promise<T | null> {
+  try {
+    return JSON.parse(await Deno.readTextFile(path)) as T;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return null;
+    throw e;
+  }
+}
+
+/** Whether a run's saved config is this one (the tokenizer fills in the vocabulary size and EOT id). */
+function sameSettings(saved: TrainConfig, config: TrainConfig): boolean {
+  const comparable = (c: TrainConfig) => ({
+    ...c,
+    model: { ...c.model, text: { ...c.model.text, vocab_size: 0, eot_token_id: 0 } },
+  });
+  return JSON.stringify(comparable(saved)) === JSON.stringify(comparable(config));
+}
+
 /**
  * Trains and evaluates the three variants under `out/<variant>/`, then writes `out/results.md`,
  * `out/results.json` and the bar chart `out/results.png`. A variant whose run directory already holds an
@@ -64,13 +83,13 @@ export async function reproduce(
     const dir = join(out, variant.dir);
     const config: TrainConfig = resolveConfig(preset, overrides, variant.overrides, { evalAtEnd: true });
     let report: EvalReport | null = null;
-    try {
-      const saved = JSON.parse(await Deno.readTextFile(join(dir, "eval.json"))) as EvalReport;
-      const state = JSON.parse(await Deno.readTextFile(join(dir, "config.json"))) as TrainConfig;
-      if (state.steps === config.steps) report = saved;
-    } catch {
-      // not done yet
+    const saved = await readJson<TrainConfig>(join(dir, "config.json"));
+    if (saved !== null && !sameSettings(saved, config)) {
+      throw new Error(
+        `${dir} holds a run with other settings than this reproduction's: remove it, or pass another --out`,
+      );
     }
+    if (saved !== null) report = await readJson<EvalReport>(join(dir, "eval.json"));
     if (report) {
       log(`${variant.name}: already trained and evaluated in ${dir}`);
     } else {
