@@ -7,7 +7,7 @@
 import { readCoco } from "./coco.ts";
 import { decodeImage, type RgbImage } from "./image.ts";
 import { imagePath, readRegionJsonl } from "./jsonl.ts";
-import { MosaicDataset } from "./mosaic.ts";
+import { MosaicDataset, type MosaicOptions } from "./mosaic.ts";
 import {
   BadRecordError,
   type BadRecords,
@@ -66,8 +66,8 @@ export interface Dataset {
   get(index: number): Sample | Promise<Sample>;
 }
 
-/** A mosaic data set, generated in memory. */
-export interface MosaicSpec {
+/** A mosaic data set, generated in memory; the scene options are `MosaicOptions`'. */
+export interface MosaicSpec extends MosaicOptions {
   /** Kind tag. */
   kind: "mosaic";
   /** `"digits"` (MNIST) or `"fashion"` (Fashion-MNIST). */
@@ -76,24 +76,6 @@ export interface MosaicSpec {
   split: "train" | "test";
   /** Number of scenes. */
   count: number;
-  /** Scene seed. @default 0 */
-  seed?: number;
-  /** Canvas side in pixels. @default 64 */
-  canvas?: number;
-  /** Fewest objects a scene. @default 1 */
-  minObjects?: number;
-  /** Most objects a scene. @default 4 */
-  maxObjects?: number;
-  /** Longer side of a `small` object as a fraction of the canvas. @default 0.25 */
-  smallSize?: number;
-  /** Longer side of a `large` object as a fraction of the canvas. @default 0.45 */
-  largeSize?: number;
-  /** Objects are placed at multiples of this many canvas pixels. @default 1 */
-  grid?: number;
-  /** White objects and no colour words. @default false */
-  monochrome?: boolean;
-  /** Region captions: always full, or with phrases of every detail (see `MosaicOptions.regionText`). @default "full" */
-  regionText?: "full" | "mixed";
 }
 
 /** A region-text JSONL file. */

@@ -11,6 +11,7 @@ import type { Cloc } from "../nn/model.ts";
 import { loadModel } from "../io/checkpoint.ts";
 import { writeFileAtomic } from "../io/files.ts";
 import { type DataSpec, openDataset } from "../data/dataset.ts";
+import type { MosaicOptions } from "../data/mosaic.ts";
 import { type Tokenizer, tokenizerFromJson } from "../data/tokenizer.ts";
 import { type EvalReport, evaluate } from "./evaluate.ts";
 import { formatReport } from "./report.ts";
@@ -24,28 +25,20 @@ import { formatReport } from "./report.ts";
  * const info: RunInfo = { mode: "cloc", data: "mosaic:digits", evalCount: 500, canvas: 64 };
  * ```
  */
-export interface RunInfo {
+export interface RunInfo extends SceneOptions {
   /** How the run trained: "cloc" (region losses) or "clip" (the baseline). @default "cloc" */
   mode?: "cloc" | "clip";
   /** The training data: `mosaic:digits`, `mosaic:fashion`, a `.jsonl` or a COCO `.json`. @default "mosaic:digits" */
   data?: string;
   /** Mosaic test scenes to evaluate. @default 1000 */
   evalCount?: number;
-  /** Mosaic canvas side in pixels. @default 64 */
-  canvas?: number;
-  /** Fewest objects in a mosaic scene. @default 1 */
-  minObjects?: number;
-  /** Most objects in a mosaic scene. @default 4 */
-  maxObjects?: number;
-  /** Longer side of a small mosaic object, as a fraction of the canvas. @default 0.25 */
-  smallSize?: number;
-  /** Longer side of a large mosaic object, as a fraction of the canvas. @default 0.45 */
-  largeSize?: number;
-  /** Mosaic objects are placed at multiples of this many canvas pixels. @default 1 */
-  grid?: number;
-  /** Mosaic objects all white, captions without colour words. @default false */
-  monochrome?: boolean;
 }
+
+/** The look of a run's mosaic scenes (canvas, object count, sizes, grid, colours), so test scenes match. */
+export type SceneOptions = Pick<
+  MosaicOptions,
+  "canvas" | "minObjects" | "maxObjects" | "smallSize" | "largeSize" | "grid" | "monochrome"
+>;
 
 /**
  * The seed of the mosaic scenes evaluated: fixed, so runs trained with different seeds are scored on the
@@ -75,7 +68,7 @@ export const DEFAULT_EVAL_COUNT = 1000;
  */
 export function evalDataSpec(
   data: string,
-  options: { count?: number } & Omit<RunInfo, "mode" | "data" | "evalCount"> = {},
+  options: { count?: number } & SceneOptions = {},
 ): DataSpec {
   const mosaic = /^mosaic:(.*)$/.exec(data);
   if (mosaic) {

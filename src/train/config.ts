@@ -72,6 +72,16 @@ export interface TrainConfig {
 
 const LOSS = { region_weight: 1.0, text_filter_threshold: 0.999, logit_scale_max: Math.log(100) };
 
+/** The mosaic's own defaults: 1-4 coloured objects placed anywhere (the bigger presets train on these). */
+const COLOURED_SCENES = {
+  minObjects: 1,
+  maxObjects: 4,
+  smallSize: 0.25,
+  largeSize: 0.45,
+  grid: 1,
+  monochrome: false,
+};
+
 /** Built-in starting points. `cpu-tiny` is the default: it trains in minutes on 2 CPU cores. */
 export const PRESETS: Record<string, TrainConfig> = {
   "cpu-tiny": {
@@ -128,12 +138,7 @@ export const PRESETS: Record<string, TrainConfig> = {
     trainCount: 100000,
     evalCount: 2000,
     canvas: 64,
-    minObjects: 1,
-    maxObjects: 4,
-    smallSize: 0.25,
-    largeSize: 0.45,
-    grid: 1,
-    monochrome: false,
+    ...COLOURED_SCENES,
     tokenizer: "word",
     steps: 5000,
     batchSize: 64,
@@ -175,12 +180,7 @@ export const PRESETS: Record<string, TrainConfig> = {
     trainCount: 1000000,
     evalCount: 5000,
     canvas: 224,
-    minObjects: 1,
-    maxObjects: 4,
-    smallSize: 0.25,
-    largeSize: 0.45,
-    grid: 1,
-    monochrome: false,
+    ...COLOURED_SCENES,
     tokenizer: "clip",
     steps: 20000,
     batchSize: 256,
