@@ -38,6 +38,7 @@ import { softmax } from "../src/ops/softmax.ts";
 import { maskedFill } from "../src/ops/where.ts";
 import type { ClocConfig } from "../src/nn/config.ts";
 import { PRESETS } from "../src/train/config.ts";
+import { parityError } from "../src/train/parity.ts";
 import { Cloc, type ClocBatch } from "../src/nn/model.ts";
 import { clocLosses } from "../src/nn/losses.ts";
 import { AdamW } from "../src/optim/adamw.ts";
@@ -387,17 +388,6 @@ async function best(repeats: number, fn: () => Promise<void>): Promise<number> {
   return shortest;
 }
 
-/** Max-abs difference over the max-abs value of `want` (the spec's parity measure). */
-function relDiff(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let err = 0, ref = 0;
-  for (let i = 0; i < want.length; i++) {
-    const e = Math.abs(got[i] - want[i]);
-    err = Number.isNaN(e) ? Infinity : Math.max(err, e);
-    ref = Math.max(ref, Math.abs(want[i]));
-  }
-  return ref === 0 ? err : err / ref;
-}
-
 function uniforms(rng: Rng, n: number): Float32Array {
   return Float32Array.from({ length: n }, () => rng.uniform() * 2 - 1);
 }
@@ -432,7 +422,7 @@ async function benchMatmul(
   const theirs = tf.matMul(ta, tb, transA, transB);
   const want = await theirs.data();
   theirs.dispose();
-  const diff = relDiff(got, want);
+  const diff = parityError(got, want);
   // Sampled entries against f64, so that a disagreement says which side is wrong.
   let refErr = 0;
   for (let s = 0; s < 64; s++) {
@@ -547,7 +537,7 @@ async function benchAttention(gpu: Gpu, s: AttentionShape, repeats: number): Pro
       return data as Float32Array;
     }),
   );
-  const diff = Math.max(...oursAll.map((o, i) => relDiff(o, tfjsAll[i])));
+  const diff = Math.max(...oursAll.map((o, i) => parityError(o, tfjsAll[i])));
   if (!(diff < 1e-4)) throw new Error(`attention ${s.name} [${shape}]: clocgpu and tfjs differ by ${diff}`);
 
   const reps = attentionReps(s);
