@@ -1,8 +1,15 @@
 // attention.wgsl: fused scaled dot-product attention, FlashAttention style: the [Tq, Tk] scores and
 // probabilities are never written to memory, forward or backward.
 //
-// Shapes (row-major f32; B = the product of the leading batch dims, d = D, an override in 1..MAX_D):
-//   q, y, dq, dy [B, Tq, d]      k, v, dk, dv [B, Tk, d]      lse, delta [B, Tq]
+// Shapes (f32; B = the number of batch items, d = D, an override in 1..MAX_D):
+//   q, y, dq, dy: B items of Tq rows of d      k, v, dk, dv: B items of Tk rows of d      lse, delta [B, Tq]
+// Where row i of item b starts (in floats) is given per array by a layout (base, outer, head, row):
+//   base + (b / heads) outer + (b % heads) head + i row
+// q and dq share q's layout, k and dk k's, v and dv v's, y and dy y's; lse and delta are contiguous. Plain
+// [B, T, d] arrays have heads = 1, outer = T d, row = d. PyTorch's packed projections read in place: q, k, v
+// of `heads` heads in one [N, T, 3 W] qkv (W = heads d, B = N heads) have outer = 3 T W, head = d, row = 3 W
+// and bases 0, W, 2 W, and y [N, T, W] outer = T W, head = d, row = W; dq, dk, dv are then written into
+// one [N, T, 3 W] gradient (no head split, merge or slice in between).
 //
 //   forward:  s[i, j] = scale q[i] . k[j]   over the visible keys j of query i: every j < Tk, or j <= i
 //                                           when causal (top-left aligned, as torch's is_causal)
@@ -38,7 +45,8 @@
 //     0 q  1 k  2 v  3 delta_in (dq's delta, f32)  4 dy  5 lse_in (f32), all read
 //     6 dk (read_write, overwritten)  7 dv (read_write, overwritten)  8 params (uniform)
 //   (WGSL cannot give one variable two access modes, hence the _in names for y, lse and delta read back.)
-//   params: batch B, tq, tk, rows R, items G, tile T, blocks, causal (0 or 1), then scale (f32).
+//   params: batch B, tq, tk, rows R, items G, tile T, blocks, causal (0 or 1), heads, 3 unused words, the
+//   layouts of q, k, v and y (vec4u: base, outer, head, row), then scale (f32).
 //
 // Launch (every entry): workgroup_size(64), one row per thread: query rows for the forward and dq, key
 // rows for dkv. A workgroup owns G = params.items batch items and one block of R = params.rows consecutive
@@ -64,8 +72,8 @@ override TILE: u32 = 448u;
 // Whether the other side's rows go through workgroup memory (when several rows of an item share them) or
 // are read straight from the storage buffers (one or two rows per item: staging would only add work).
 override STAGE: bool = true;
-// Whether D is a multiple of 4: then every row starts on a vec4 boundary and is read and written as whole
-// vec4s.
+// Whether D and every layout's base and strides are multiples of 4: then every row starts on a vec4 boundary
+// and is read and written as whole vec4s.
 override VEC: bool = false;
 const WG: u32 = 64u;
 const MAX_D4: u32 = 32u; // MAX_D = 128
@@ -82,7 +90,32 @@ struct Params {
   tile: u32,
   blocks: u32,
   causal: u32,
+  heads: u32,
+  unused0: u32,
+  unused1: u32,
+  unused2: u32,
+  // The layouts of q (and dq), k (dk), v (dv), y (dy), indexed by Q, K, V, Y: (base, outer, head, row).
+  layouts: array<vec4u, 4>,
   scale: f32,
+}
+
+const Q: u32 = 0u;
+const K: u32 = 1u;
+const V: u32 = 2u;
+const Y: u32 = 3u;
+
+// Where item b's row 0 of array `which` starts, in floats; row i starts `row_stride` floats per row later.
+fn item_start(p: Params, which: u32, b: u32) -> u32 {
+  let l = p.layouts[which];
+  return l.x + (b / p.heads) * l.y + (b % p.heads) * l.z;
+}
+
+fn row_stride(p: Params, which: u32) -> u32 {
+  return p.layouts[which].w;
+}
+
+fn row_start(p: Params, which: u32, b: u32, i: u32) -> u32 {
+  return item_start(p, which, b) + i * row_stride(p, which);
 }
 
 var<workgroup> tile_a: array<vec4f, TILE>;
@@ -102,25 +135,25 @@ fn inside(c: u32) -> vec4<bool> {
   return 4u * c + vec4u(0u, 1u, 2u, 3u) < vec4u(D);
 }
 
-// Chunk c (floats 4c .. 4c + 3) of row `row` of q, k, v (and below y, dy), as a zero-padded vec4. Without
-// VEC, element e of the buffer is x[e / 4][e % 4].
-fn q4(row: u32, c: u32) -> vec4f {
-  if (VEC) { return q[row * D4 + c]; }
-  let e = row * D + 4u * c + vec4u(0u, 1u, 2u, 3u);
+// Chunk c (floats 4c .. 4c + 3) of the row of q, k, v (and below y, dy) that starts at float `start`, as a
+// zero-padded vec4. Without VEC, element e of the buffer is x[e / 4][e % 4].
+fn q4(start: u32, c: u32) -> vec4f {
+  if (VEC) { return q[start / 4u + c]; }
+  let e = start + 4u * c + vec4u(0u, 1u, 2u, 3u);
   let x = vec4f(q[e.x >> 2u][e.x & 3u], q[e.y >> 2u][e.y & 3u], q[e.z >> 2u][e.z & 3u], q[e.w >> 2u][e.w & 3u]);
   return select(vec4f(0.0), x, inside(c));
 }
 
-fn k4(row: u32, c: u32) -> vec4f {
-  if (VEC) { return k[row * D4 + c]; }
-  let e = row * D + 4u * c + vec4u(0u, 1u, 2u, 3u);
+fn k4(start: u32, c: u32) -> vec4f {
+  if (VEC) { return k[start / 4u + c]; }
+  let e = start + 4u * c + vec4u(0u, 1u, 2u, 3u);
   let x = vec4f(k[e.x >> 2u][e.x & 3u], k[e.y >> 2u][e.y & 3u], k[e.z >> 2u][e.z & 3u], k[e.w >> 2u][e.w & 3u]);
   return select(vec4f(0.0), x, inside(c));
 }
 
-fn v4(row: u32, c: u32) -> vec4f {
-  if (VEC) { return v[row * D4 + c]; }
-  let e = row * D + 4u * c + vec4u(0u, 1u, 2u, 3u);
+fn v4(start: u32, c: u32) -> vec4f {
+  if (VEC) { return v[start / 4u + c]; }
+  let e = start + 4u * c + vec4u(0u, 1u, 2u, 3u);
   let x = vec4f(v[e.x >> 2u][e.x & 3u], v[e.y >> 2u][e.y & 3u], v[e.z >> 2u][e.z & 3u], v[e.w >> 2u][e.w & 3u]);
   return select(vec4f(0.0), x, inside(c));
 }
@@ -135,8 +168,8 @@ fn stage_keys(lid: u32, first: u32, k0: u32, p: Params) {
     var kk = vec4f(0.0);
     var vv = vec4f(0.0);
     if (b < p.batch && j < p.tk) {
-      kk = k4(b * p.tk + j, e % D4);
-      vv = v4(b * p.tk + j, e % D4);
+      kk = k4(row_start(p, K, b, j), e % D4);
+      vv = v4(row_start(p, V, b, j), e % D4);
     }
     tile_a[e] = kk;
     tile_b[e] = vv;
@@ -148,11 +181,13 @@ fn key_end(block: u32, p: Params) -> u32 {
   return select(p.tk, min(p.tk, (block + 1u) * p.rows), p.causal != 0u);
 }
 
-// Where key j = k0 + t of item g is read: its tile row (g T + t) when staged, else its row b Tk + j in k, v.
-fn key_at(g: u32, t: u32, krow: u32, tile: u32) -> u32 {
-  return select(krow, g * tile + t, STAGE);
+// Where key j = k0 + t of item g is read: its tile row (g T + t) when staged, else where its row starts in
+// k (or v).
+fn key_at(g: u32, t: u32, start: u32, tile: u32) -> u32 {
+  return select(start, g * tile + t, STAGE);
 }
 
+// Key and value chunks of the row at `at` (a key_at).
 fn key_chunk(at: u32, c: u32) -> vec4f {
   if (STAGE) { return tile_a[at * D4 + c]; }
   return k4(at, c);
@@ -188,12 +223,15 @@ fn attention_forward(
   let i = block * p.rows + lid % p.rows;
   let owns_row = g < p.items && b < p.batch && i < p.tq;
   let kmax = select(p.tk, min(p.tk, i + 1u), p.causal != 0u); // this row's keys: j < kmax
-  let row = b * p.tq + i;
+  let row = b * p.tq + i; // in lse
+  let keys = item_start(p, K, b);
+  let values = item_start(p, V, b);
 
   var qs: array<vec4f, MAX_D4>; // scale q[i]
   var acc: array<vec4f, MAX_D4>; // sum_j e^(s - m) v[j]
   if (owns_row) {
-    for (var c = 0u; c < D4; c++) { qs[c] = p.scale * q4(row, c); }
+    let start = row_start(p, Q, b, i);
+    for (var c = 0u; c < D4; c++) { qs[c] = p.scale * q4(start, c); }
   }
   var m = LOWEST;
   var l = 0.0;
@@ -207,9 +245,10 @@ fn attention_forward(
     if (owns_row && k0 < kmax) {
       let count = min(p.tile, kmax - k0);
       for (var t = 0u; t < count; t++) {
-        let at = key_at(g, t, b * p.tk + k0 + t, p.tile);
+        let kat = key_at(g, t, keys + (k0 + t) * row_stride(p, K), p.tile);
+        let vat = key_at(g, t, values + (k0 + t) * row_stride(p, V), p.tile);
         var s4 = vec4f(0.0);
-        for (var c = 0u; c < D4; c++) { s4 += qs[c] * key_chunk(at, c); }
+        for (var c = 0u; c < D4; c++) { s4 += qs[c] * key_chunk(kat, c); }
         let s = sum4(s4);
         if (s > m) {
           let rescale = exp(m - s);
@@ -219,19 +258,20 @@ fn attention_forward(
         }
         let e = exp(s - m);
         l += e;
-        for (var c = 0u; c < D4; c++) { acc[c] += e * value_chunk(at, c); }
+        for (var c = 0u; c < D4; c++) { acc[c] += e * value_chunk(vat, c); }
       }
     }
   }
   if (owns_row) {
     let inv = select(0.0, 1.0 / l, l > 0.0);
+    let start = row_start(p, Y, b, i);
     for (var c = 0u; c < D4; c++) {
       let x = acc[c] * inv;
       if (VEC) {
-        y[row * D4 + c] = x;
+        y[start / 4u + c] = x;
       } else {
         for (var u = 0u; u < 4u && 4u * c + u < D; u++) {
-          let e = row * D + 4u * c + u;
+          let e = start + 4u * c + u;
           y[e >> 2u][e & 3u] = x[u];
         }
       }
@@ -247,9 +287,9 @@ fn attention_forward(
 @group(0) @binding(5) var<storage, read> lse_in: array<f32>;
 @group(0) @binding(8) var<uniform> pb: Params;
 
-fn dy4(row: u32, c: u32) -> vec4f {
-  if (VEC) { return dy[row * D4 + c]; }
-  let e = row * D + 4u * c + vec4u(0u, 1u, 2u, 3u);
+fn dy4(start: u32, c: u32) -> vec4f {
+  if (VEC) { return dy[start / 4u + c]; }
+  let e = start + 4u * c + vec4u(0u, 1u, 2u, 3u);
   let x = vec4f(dy[e.x >> 2u][e.x & 3u], dy[e.y >> 2u][e.y & 3u], dy[e.z >> 2u][e.z & 3u], dy[e.w >> 2u][e.w & 3u]);
   return select(vec4f(0.0), x, inside(c));
 }
@@ -258,9 +298,9 @@ fn dy4(row: u32, c: u32) -> vec4f {
 @group(0) @binding(6) var<storage, read_write> dq: array<vec4f>;
 @group(0) @binding(7) var<storage, read_write> delta: array<f32>;
 
-fn y4(row: u32, c: u32) -> vec4f {
-  if (VEC) { return y_in[row * D4 + c]; }
-  let e = row * D + 4u * c + vec4u(0u, 1u, 2u, 3u);
+fn y4(start: u32, c: u32) -> vec4f {
+  if (VEC) { return y_in[start / 4u + c]; }
+  let e = start + 4u * c + vec4u(0u, 1u, 2u, 3u);
   let x = vec4f(
     y_in[e.x >> 2u][e.x & 3u],
     y_in[e.y >> 2u][e.y & 3u],
@@ -285,7 +325,10 @@ fn attention_backward_dq(
   let i = block * pb.rows + lid % pb.rows;
   let owns_row = g < pb.items && b < pb.batch && i < pb.tq;
   let kmax = select(pb.tk, min(pb.tk, i + 1u), pb.causal != 0u);
-  let row = b * pb.tq + i;
+  let row = b * pb.tq + i; // in lse and delta
+  let qstart = row_start(pb, Q, b, i); // of q and dq
+  let keys = item_start(pb, K, b);
+  let values = item_start(pb, V, b);
 
   var qs: array<vec4f, MAX_D4>; // scale q[i]
   var dyr: array<vec4f, MAX_D4>; // dy[i]
@@ -293,11 +336,12 @@ fn attention_backward_dq(
   var lse_i = 0.0;
   var delta_i = 0.0;
   if (owns_row) {
+    let ystart = row_start(pb, Y, b, i);
     var d4 = vec4f(0.0);
     for (var c = 0u; c < D4; c++) {
-      qs[c] = pb.scale * q4(row, c);
-      dyr[c] = dy4(row, c);
-      d4 += dyr[c] * y4(row, c);
+      qs[c] = pb.scale * q4(qstart, c);
+      dyr[c] = dy4(ystart, c);
+      d4 += dyr[c] * y4(ystart, c);
     }
     delta_i = sum4(d4);
     lse_i = lse_in[row];
@@ -312,15 +356,16 @@ fn attention_backward_dq(
     if (owns_row && k0 < kmax) {
       let count = min(pb.tile, kmax - k0);
       for (var t = 0u; t < count; t++) {
-        let at = key_at(g, t, b * pb.tk + k0 + t, pb.tile);
+        let kat = key_at(g, t, keys + (k0 + t) * row_stride(pb, K), pb.tile);
+        let vat = key_at(g, t, values + (k0 + t) * row_stride(pb, V), pb.tile);
         var s4 = vec4f(0.0);
         var dp4 = vec4f(0.0);
         for (var c = 0u; c < D4; c++) {
-          s4 += qs[c] * key_chunk(at, c);
-          dp4 += dyr[c] * value_chunk(at, c);
+          s4 += qs[c] * key_chunk(kat, c);
+          dp4 += dyr[c] * value_chunk(vat, c);
         }
         let ds = exp(sum4(s4) - lse_i) * (sum4(dp4) - delta_i);
-        for (var c = 0u; c < D4; c++) { acc[c] += ds * key_chunk(at, c); }
+        for (var c = 0u; c < D4; c++) { acc[c] += ds * key_chunk(kat, c); }
       }
     }
   }
@@ -328,10 +373,10 @@ fn attention_backward_dq(
     for (var c = 0u; c < D4; c++) {
       let x = pb.scale * acc[c];
       if (VEC) {
-        dq[row * D4 + c] = x;
+        dq[qstart / 4u + c] = x;
       } else {
         for (var u = 0u; u < 4u && 4u * c + u < D; u++) {
-          let e = row * D + 4u * c + u;
+          let e = qstart + 4u * c + u;
           dq[e >> 2u][e & 3u] = x[u];
         }
       }
@@ -354,8 +399,8 @@ fn stage_queries(lid: u32, first: u32, i0: u32) {
     var qq = vec4f(0.0);
     var gg = vec4f(0.0);
     if (b < pb.batch && i < pb.tq) {
-      qq = pb.scale * q4(b * pb.tq + i, e % D4);
-      gg = dy4(b * pb.tq + i, e % D4);
+      qq = pb.scale * q4(row_start(pb, Q, b, i), e % D4);
+      gg = dy4(row_start(pb, Y, b, i), e % D4);
     }
     tile_a[e] = qq;
     tile_b[e] = gg;
@@ -369,8 +414,9 @@ fn stage_queries(lid: u32, first: u32, i0: u32) {
   }
 }
 
-// Query i0 + t of item g (scale q, dy, and (lse, delta)): tile row at = g T + t when staged, else its row
-// at = b Tq + i0 + t in q, dy, lse and delta.
+// Query i0 + t of item g (scale q, dy, and (lse, delta)): when staged, all three are read at its tile row
+// g T + t; else `at` is where its row starts in q (query_chunk), in dy (dy_chunk), or its index b Tq + i0 + t
+// in lse and delta (query_stat).
 fn query_chunk(at: u32, c: u32) -> vec4f {
   if (STAGE) { return tile_a[at * D4 + c]; }
   return pb.scale * q4(at, c);
@@ -400,7 +446,10 @@ fn attention_backward_dkv(
   let b = first + g;
   let j = block * pb.rows + lid % pb.rows;
   let owns_row = g < pb.items && b < pb.batch && j < pb.tk;
-  let row = b * pb.tk + j;
+  let kstart = row_start(pb, K, b, j); // of k and dk
+  let vstart = row_start(pb, V, b, j); // of v and dv
+  let queries = item_start(pb, Q, b);
+  let grads = item_start(pb, Y, b);
 
   var kr: array<vec4f, MAX_D4>; // k[j]
   var vr: array<vec4f, MAX_D4>; // v[j]
@@ -408,8 +457,8 @@ fn attention_backward_dkv(
   var dv_acc: array<vec4f, MAX_D4>; // sum_i p[i, j] dy[i]
   if (owns_row) {
     for (var c = 0u; c < D4; c++) {
-      kr[c] = k4(row, c);
-      vr[c] = v4(row, c);
+      kr[c] = k4(kstart, c);
+      vr[c] = v4(vstart, c);
     }
   }
   // Causal: key j is seen by queries i >= j, so the workgroup starts at its first key row.
@@ -424,19 +473,22 @@ fn attention_backward_dkv(
       let t0 = select(0u, j - i0, pb.causal != 0u && j > i0);
       let count = min(pb.tile, pb.tq - i0);
       for (var t = t0; t < count; t++) {
-        let at = select(b * pb.tq + i0 + t, g * pb.tile + t, STAGE);
-        let st = query_stat(at);
+        let i = i0 + t;
+        let tile_row = g * pb.tile + t;
+        let qat = select(queries + i * row_stride(pb, Q), tile_row, STAGE);
+        let dyat = select(grads + i * row_stride(pb, Y), tile_row, STAGE);
+        let st = query_stat(select(b * pb.tq + i, tile_row, STAGE));
         var s4 = vec4f(0.0);
         var dp4 = vec4f(0.0);
         for (var c = 0u; c < D4; c++) {
-          s4 += query_chunk(at, c) * kr[c];
-          dp4 += dy_chunk(at, c) * vr[c];
+          s4 += query_chunk(qat, c) * kr[c];
+          dp4 += dy_chunk(dyat, c) * vr[c];
         }
         let pij = exp(sum4(s4) - st.x);
         let ds = pij * (sum4(dp4) - st.y);
         for (var c = 0u; c < D4; c++) {
-          dv_acc[c] += pij * dy_chunk(at, c);
-          dk_acc[c] += ds * query_chunk(at, c);
+          dv_acc[c] += pij * dy_chunk(dyat, c);
+          dk_acc[c] += ds * query_chunk(qat, c);
         }
       }
     }
@@ -444,13 +496,14 @@ fn attention_backward_dkv(
   if (owns_row) {
     for (var c = 0u; c < D4; c++) {
       if (VEC) {
-        dk[row * D4 + c] = dk_acc[c];
-        dv[row * D4 + c] = dv_acc[c];
+        dk[kstart / 4u + c] = dk_acc[c];
+        dv[vstart / 4u + c] = dv_acc[c];
       } else {
         for (var u = 0u; u < 4u && 4u * c + u < D; u++) {
-          let e = row * D + 4u * c + u;
-          dk[e >> 2u][e & 3u] = dk_acc[c][u];
-          dv[e >> 2u][e & 3u] = dv_acc[c][u];
+          let ek = kstart + 4u * c + u;
+          let ev = vstart + 4u * c + u;
+          dk[ek >> 2u][ek & 3u] = dk_acc[c][u];
+          dv[ev >> 2u][ev & 3u] = dv_acc[c][u];
         }
       }
     }

@@ -7,6 +7,7 @@ import {
   mul,
   noGrad,
   scale,
+  slice,
   softmax,
   sum,
   type Tensor,
@@ -14,7 +15,13 @@ import {
   tidy,
   zeros,
 } from "../mod.ts";
-import { attention, type AttentionOptions } from "../src/ops/attention.ts";
+import {
+  attention,
+  type AttentionOptions,
+  mergeHeads,
+  packedAttention,
+  splitHeads,
+} from "../src/ops/attention.ts";
 import { isCpuAdapter } from "../src/ops/_autotune.ts";
 import { Rng } from "../src/tensor/random.ts";
 import { assertClose, checkOp, gpu, type Host } from "./_harness.ts";
@@ -393,6 +400,118 @@ Deno.test("attention() gradients are bitwise identical across two runs", async (
   const a = await runOnGpu(op, hosts, dy);
   const b = await runOnGpu(op, hosts, dy);
   a.forEach((x, i) => assert(x.every((v, j) => Object.is(v, b[i][j])), `output ${i} differs between runs`));
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// packedAttention: heads read and written in place
+
+/** `qkv [N, T, 3W]` → per-head attention → `[N, T, W]`, in f64 through attentionHost. */
+function packedHost(qkv: Host, heads: number, causal: boolean): Host {
+  const [n, t, w3] = qkv.shape;
+  const w = w3 / 3, d = w / heads;
+  const part = (which: number, h: number, b: number): Host => {
+    const data = new Float64Array(t * d);
+    for (let i = 0; i < t; i++) {
+      for (let c = 0; c < d; c++) data[i * d + c] = qkv.data[(b * t + i) * w3 + which * w + h * d + c];
+    }
+    return { data, shape: [1, t, d] };
+  };
+  const y = new Float64Array(n * t * w);
+  for (let b = 0; b < n; b++) {
+    for (let h = 0; h < heads; h++) {
+      const out = attentionHost(part(0, h, b), part(1, h, b), part(2, h, b), causal).data;
+      for (let i = 0; i < t; i++) {
+        for (let c = 0; c < d; c++) y[(b * t + i) * w + h * d + c] = out[i * d + c];
+      }
+    }
+  }
+  return { data: y, shape: [n, t, w] };
+}
+
+async function checkPacked(n: number, t: number, heads: number, d: number, causal: boolean): Promise<void> {
+  await checkOp({
+    name: `packedAttention [${n}, ${t}, 3 x ${heads} x ${d}]${causal ? " causal" : ""}`,
+    inputs: [{ shape: [n, t, 3 * heads * d] }],
+    gpu: (qkv) => packedAttention(qkv, heads, { causal, implementation: "fused" }),
+    cpu: (qkv) => packedHost(qkv, heads, causal),
+    eps: 1e-4,
+  });
+}
+
+Deno.test("packedAttention() matches per-head f64 attention and finite differences, causal and not", async () => {
+  await checkPacked(2, 5, 2, 8, false); // rows shared by >= 4 queries: staged tiles, vec4 rows
+  await checkPacked(2, 5, 2, 8, true);
+  await checkPacked(3, 2, 3, 4, false); // 2 rows per item: read straight from the buffer
+  await checkPacked(2, 6, 2, 3, true); // d = 3: scalar rows at odd offsets
+});
+
+Deno.test("packedAttention() gives the numbers of split heads, attention and merge, forward and backward", async () => {
+  await gpu();
+  const rng = new Rng(7);
+  const host = randomHost([4, 17, 3 * 4 * 16], rng);
+  const dy = tensor(Float32Array.from({ length: 4 * 17 * 64 }, () => rng.uniform() * 2 - 1), [4, 17, 64]);
+  const run = async (op: (qkv: Tensor) => Tensor) => {
+    const qkv = tensor(Float32Array.from(host.data), host.shape, { requiresGrad: true });
+    const y = tidy(() => {
+      const out = op(qkv);
+      backward(sum(mul(out, dy)));
+      return out;
+    });
+    const got = [await y.toArray(), await qkv.grad!.toArray()];
+    for (const t of [y, qkv.grad!, qkv]) t.dispose();
+    return got;
+  };
+  for (const causal of [false, true]) {
+    const [y0, g0] = await run((qkv) => {
+      const split = splitHeads(qkv, 12); // [N, 3H, T, d]
+      const part = (i: number) => slice(split, 1, 4 * i, 4 * i + 4);
+      return mergeHeads(attention(part(0), part(1), part(2), { causal, implementation: "fused" }));
+    });
+    const [y1, g1] = await run((qkv) => packedAttention(qkv, 4, { causal, implementation: "fused" }));
+    assertClose(`packed forward, causal ${causal}`, y1, y0, 1e-6);
+    assertClose(`packed gradient, causal ${causal}`, g1, g0, 1e-6);
+  }
+  dy.dispose();
+});
+
+Deno.test("packedAttention() composed (long keys on a CPU, or on request) matches the reference", async () => {
+  await checkOp({
+    name: "packedAttention composed causal",
+    inputs: [{ shape: [2, 5, 3 * 2 * 4] }],
+    gpu: (qkv) => packedAttention(qkv, 2, { causal: true, implementation: "composed" }),
+    cpu: (qkv) => packedHost(qkv, 2, true),
+    eps: 1e-4,
+  });
+});
+
+Deno.test("packedAttention() is one dispatch forward and two backward, and refuses a width not 3 x heads", async () => {
+  const g = await gpu();
+  const qkv = tensor(new Float32Array(2 * 17 * 192), [2, 17, 192], { requiresGrad: true });
+  g.resetCounters();
+  const y = tidy(() => {
+    const out = packedAttention(qkv, 4);
+    assertEquals(g.counters.dispatches, 1);
+    backward(sum(out));
+    return out;
+  });
+  // + sum forward (1 or 2) and its gradient fill; the attention backward itself is two kernels.
+  assert(g.counters.dispatches <= 6, `${g.counters.dispatches} dispatches`);
+  assertEquals(qkv.grad!.shape, [2, 17, 192]);
+  y.dispose();
+  qkv.grad!.dispose();
+  let message = "";
+  try {
+    packedAttention(qkv, 5);
+  } catch (e) {
+    message = (e as Error).message;
+  }
+  qkv.dispose();
+  assert(
+    message.startsWith(
+      "packedAttention: expected qkv [..., T, 3 * heads * d] with 5 heads, got [2, 17, 192]",
+    ),
+    message,
+  );
 });
 
 Deno.test("attention() refuses shapes that do not fit, naming the op and both shapes", async () => {

@@ -20,7 +20,7 @@ import { permute } from "../ops/permute.ts";
 import { concat, slice } from "../ops/slice.ts";
 import { embedding, gather } from "../ops/gather.ts";
 import { roiAlign } from "../ops/roi_align.ts";
-import { attention } from "../ops/attention.ts";
+import { attention, mergeHeads, packedAttention, splitHeads } from "../ops/attention.ts";
 import { l2Normalize } from "../ops/losses.ts";
 import { type ClocConfig, validateConfig } from "./config.ts";
 import { LayerNorm } from "./layer_norm.ts";
@@ -32,23 +32,6 @@ export type Activation = (x: Tensor) => Tensor;
 
 function activation(name: ClocConfig["act"]): Activation {
   return name === "gelu" ? gelu : quickGelu;
-}
-
-/** `[..., T, H*d]` → `[..., H, T, d]`: head h takes features h*d … (h+1)*d-1, as nn.MultiheadAttention. */
-function splitHeads(x: Tensor, heads: number): Tensor {
-  const [t, width] = x.shape.slice(-2);
-  const lead = x.shape.slice(0, -2);
-  const r = lead.length;
-  const split = reshape(x, [...lead, t, heads, width / heads]);
-  return permute(split, [...lead.keys(), r + 1, r, r + 2]);
-}
-
-/** `[..., H, T, d]` → `[..., T, H*d]`. */
-function mergeHeads(x: Tensor): Tensor {
-  const [h, t, d] = x.shape.slice(-3);
-  const lead = x.shape.slice(0, -3);
-  const r = lead.length;
-  return reshape(permute(x, [...lead.keys(), r + 1, r, r + 2]), [...lead, t, h * d]);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -85,13 +68,8 @@ export class Attention extends Module {
    * @returns `[B, T, w]`.
    */
   forward(x: Tensor, causal = false): Tensor {
-    const qkv = splitHeads(linear(x, this.inProjWeight, this.inProjBias), 3 * this.heads); // [B, 3H, T, d]
-    const h = this.heads;
-    const q = slice(qkv, 1, 0, h); // [B, H, T, d]
-    const k = slice(qkv, 1, h, 2 * h);
-    const v = slice(qkv, 1, 2 * h, 3 * h);
-    const out = attention(q, k, v, { causal }); // [B, H, T, d]
-    return this.outProj.forward(mergeHeads(out));
+    const qkv = linear(x, this.inProjWeight, this.inProjBias); // [B, T, 3w]: q, k, v, heads in place
+    return this.outProj.forward(packedAttention(qkv, this.heads, { causal }));
   }
 }
 

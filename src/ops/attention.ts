@@ -16,6 +16,9 @@ import { empty, formatShape, type Tensor, tensor } from "../tensor/tensor.ts";
 import { expectF32, gradNode, grid1d } from "./_op.ts";
 import { isCpuAdapter } from "./_autotune.ts";
 import { matmul } from "./matmul.ts";
+import { permute } from "./permute.ts";
+import { reshape } from "./reshape.ts";
+import { slice } from "./slice.ts";
 import { softmax } from "./softmax.ts";
 import { scale as scaleOp } from "./unary.ts";
 import { maskedFill } from "./where.ts";
@@ -103,6 +106,13 @@ function launch(
   return { rows: r, items, tile, blocks, stage, workgroups };
 }
 
+/** Whether the fused kernels run rows of width `d` over `tk` keys (else the ops compose them). */
+function fusedFits(gpu: Gpu, d: number, tk: number, options: AttentionOptions): boolean {
+  const implementation = options.implementation ?? "auto";
+  const cpuPrefersComposed = isCpuAdapter(gpu) && d * tk >= CPU_FUSED_LIMIT;
+  return d <= MAX_D && implementation !== "composed" && !(implementation === "auto" && cpuPrefersComposed);
+}
+
 /** The composition the kernels replace: matmul, mask, softmax, matmul. */
 function composed(q: Tensor, k: Tensor, v: Tensor, causal: boolean, factor: number): Tensor {
   let scores = matmul(scaleOp(q, factor), k, { transposeB: true }); // [..., Tq, Tk]
@@ -183,69 +193,242 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   const causal = options.causal ?? false;
   const factor = options.scale ?? d ** -0.5;
   const gpu = q.gpu;
-  const implementation = options.implementation ?? "auto";
-  const cpuPrefersComposed = isCpuAdapter(gpu) && d * tk >= CPU_FUSED_LIMIT;
-  if (d > MAX_D || implementation === "composed" || (implementation === "auto" && cpuPrefersComposed)) {
-    return composed(q, k, v, causal, factor);
-  }
+  if (!fusedFits(gpu, d, tk, options)) return composed(q, k, v, causal, factor);
 
   const batch = lead.reduce((a, b) => a * b, 1);
+  const plain = (t: number): Layout => [0, t * d, 0, d];
+  const kernels = fusedKernels(gpu, {
+    batch,
+    heads: 1,
+    tq,
+    tk,
+    d,
+    causal,
+    factor,
+    layouts: { q: plain(tq), k: plain(tk), v: plain(tk), y: plain(tq) },
+  });
+  const lse = empty([...lead, tq]); // saved: the log-sum-exp of each query row's scores
+  const node = gradNode("attention", [q, k, v], (dy) => {
+    const dq = empty(q.shape), dk = empty(k.shape), dv = empty(v.shape);
+    const rows = { q: q.buffer, k: k.buffer, v: v.buffer, y: y.buffer };
+    kernels.backward(rows, dy.buffer, lse.buffer, { dq: dq.buffer, dk: dk.buffer, dv: dv.buffer });
+    return [q.requiresGrad ? dq : null, k.requiresGrad ? dk : null, v.requiresGrad ? dv : null];
+  });
+  const y = empty(q.shape, "f32", node);
+  kernels.forward({ q: q.buffer, k: k.buffer, v: v.buffer, y: y.buffer }, lse.buffer);
+  // Without a backward, lse is only scratch; the pool keeps it until the recorded dispatch is done.
+  if (node === null) lse.dispose();
+  return y;
+}
+
+/**
+ * Multi-head self-attention straight from PyTorch's packed projection: `qkv [..., T, 3 W]` (per token the
+ * W = heads d query features, then the keys', then the values', head h owning features h d .. h d + d - 1
+ * of each) → `y [..., T, W]`, each head's output in its own features: the same numbers as splitting the
+ * heads, {@link attention} per head and merging them, without the split, the merge or their gradients
+ * (the fused kernels read and write the rows in place; the gradient is one `[..., T, 3 W]` tensor).
+ *
+ * Where {@link attention} would compose (heads wider than 128, or long rows on a CPU rasteriser) this
+ * splits, composes and merges.
+ *
+ * @param qkv Packed queries, keys and values, f32 `[..., T, 3 W]`.
+ * @param heads The number of heads H (W = H d).
+ * @param options As for {@link attention}.
+ * @returns `y`, f32 `[..., T, W]`.
+ * @throws {RangeError} When the last dimension is not 3 `heads` times a head width.
+ *
+ * @example Two heads of width 1 over two tokens
+ * ```ts
+ * import { requestGpu, setGpu, tensor } from "../../mod.ts";
+ * import { packedAttention } from "./attention.ts";
+ * setGpu(await requestGpu());
+ * // Per token: q (2 heads), k (2 heads), v (2 heads).
+ * const qkv = tensor([0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 3, 4], [1, 2, 6]);
+ * const y = await packedAttention(qkv, 2).toArray(); // zero scores: each head averages its values
+ * if (y[0] !== 2 || y[1] !== 3) throw new Error(`unexpected ${y}`);
+ * ```
+ */
+export function packedAttention(qkv: Tensor, heads: number, options: AttentionOptions = {}): Tensor {
+  expectF32("packedAttention", qkv);
+  const [t, width3] = qkv.shape.slice(-2);
+  if (qkv.rank < 2 || !Number.isInteger(heads) || heads < 1 || width3 % (3 * heads) !== 0) {
+    throw new RangeError(
+      `packedAttention: expected qkv [..., T, 3 * heads * d] with ${heads} heads, got ${
+        formatShape(qkv.shape)
+      }`,
+    );
+  }
+  const w = width3 / 3, d = w / heads;
+  const lead = qkv.shape.slice(0, -2);
+  const causal = options.causal ?? false;
+  const factor = options.scale ?? d ** -0.5;
+  const gpu = qkv.gpu;
+  if (!fusedFits(gpu, d, t, options)) {
+    const split = splitHeads(qkv, 3 * heads); // [..., 3H, T, d]
+    const part = (i: number) => slice(split, lead.length, i * heads, (i + 1) * heads);
+    return mergeHeads(attention(part(0), part(1), part(2), options));
+  }
+
+  const batch = lead.reduce((a, b) => a * b, 1) * heads;
+  const packed = (base: number): Layout => [base, t * width3, d, width3];
+  const kernels = fusedKernels(gpu, {
+    batch,
+    heads,
+    tq: t,
+    tk: t,
+    d,
+    causal,
+    factor,
+    layouts: { q: packed(0), k: packed(w), v: packed(2 * w), y: [0, t * w, d, w] },
+  });
+  const lse = empty([batch, t]);
+  const node = gradNode("packedAttention", [qkv], (dy) => {
+    const dqkv = empty(qkv.shape);
+    const rows = { q: qkv.buffer, k: qkv.buffer, v: qkv.buffer, y: y.buffer };
+    kernels.backward(rows, dy.buffer, lse.buffer, { dq: dqkv.buffer, dk: dqkv.buffer, dv: dqkv.buffer });
+    return [dqkv];
+  });
+  const y = empty([...lead, t, w], "f32", node);
+  kernels.forward({ q: qkv.buffer, k: qkv.buffer, v: qkv.buffer, y: y.buffer }, lse.buffer);
+  if (node === null) lse.dispose();
+  return y;
+}
+
+/**
+ * `[..., T, H d]` → `[..., H, T, d]`: head h takes features h d … (h + 1) d - 1, as `nn.MultiheadAttention`.
+ *
+ * @example
+ * ```ts
+ * import { requestGpu, setGpu, tensor } from "../../mod.ts";
+ * import { splitHeads } from "./attention.ts";
+ * setGpu(await requestGpu());
+ * const x = tensor([1, 2, 3, 4], [1, 2, 2]); // two tokens of two heads of width 1
+ * if (String(await splitHeads(x, 2).toArray()) !== "1,3,2,4") throw new Error("heads first");
+ * ```
+ */
+export function splitHeads(x: Tensor, heads: number): Tensor {
+  const [t, width] = x.shape.slice(-2);
+  const lead = x.shape.slice(0, -2);
+  const r = lead.length;
+  const split = reshape(x, [...lead, t, heads, width / heads]);
+  return permute(split, [...lead.keys(), r + 1, r, r + 2]);
+}
+
+/**
+ * `[..., H, T, d]` → `[..., T, H d]`, the inverse of {@link splitHeads}.
+ *
+ * @example
+ * ```ts
+ * import { requestGpu, setGpu, tensor } from "../../mod.ts";
+ * import { mergeHeads } from "./attention.ts";
+ * setGpu(await requestGpu());
+ * const x = tensor([1, 3, 2, 4], [1, 2, 2, 1]);
+ * if (String(await mergeHeads(x).toArray()) !== "1,2,3,4") throw new Error("tokens first");
+ * ```
+ */
+export function mergeHeads(x: Tensor): Tensor {
+  const [h, t, d] = x.shape.slice(-3);
+  const lead = x.shape.slice(0, -3);
+  const r = lead.length;
+  return reshape(permute(x, [...lead.keys(), r + 1, r, r + 2]), [...lead, t, h * d]);
+}
+
+/** Where one array's rows live (see attention.wgsl): row i of item b starts at float
+ * `base + floor(b / heads) outer + (b % heads) head + i row`. */
+type Layout = [base: number, outer: number, head: number, row: number];
+
+/** One fused attention problem: `batch` items of `tq` query and `tk` key rows of width `d`. */
+interface FusedProblem {
+  batch: number;
+  heads: number;
+  tq: number;
+  tk: number;
+  d: number;
+  causal: boolean;
+  factor: number;
+  layouts: { q: Layout; k: Layout; v: Layout; y: Layout };
+}
+
+/** The buffers holding the rows of q, k, v and y (which may all be one buffer). */
+type Rows = { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; y: GPUBuffer };
+
+/** The three kernels of attention.wgsl for one problem: forward, and backward (dq, then dk and dv). */
+function fusedKernels(gpu: Gpu, f: FusedProblem) {
   const maxPerDim = gpu.limits.maxComputeWorkgroupsPerDimension;
-  const d4 = Math.ceil(d / 4);
+  const d4 = Math.ceil(f.d / 4);
   const slots = tileSlots(gpu);
+  const vec = [f.d, ...Object.values(f.layouts).flat()].every((x) => x % 4 === 0);
   const kernel = (entry: string, l: Launch) => ({
     file: "attention.wgsl",
     code,
     entry,
-    constants: { D: d, TILE: slots, STAGE: l.stage ? 1 : 0, VEC: d % 4 === 0 ? 1 : 0 },
+    constants: { D: f.d, TILE: slots, STAGE: l.stage ? 1 : 0, VEC: vec ? 1 : 0 },
   });
+  const { q, k, v, y } = f.layouts;
   const uniform = (l: Launch) =>
-    params([batch, tq, tk, l.rows, l.items, l.tile, l.blocks, causal ? 1 : 0], [factor]);
-  const overQueries = launch(tq, tk, batch, d4, slots, maxPerDim);
-  const pq = uniform(overQueries);
-
-  const lse = empty([...lead, tq]); // saved: the log-sum-exp of each query row's scores
-  const node = gradNode("attention", [q, k, v], (dy) => {
-    // delta = rowsum(dy * y) and dq over query rows; then dk, dv over key rows (see attention.wgsl).
-    const dq = empty(q.shape);
-    const delta = empty([...lead, tq]);
-    if (q.size > 0) {
+    params(
+      [
+        f.batch,
+        f.tq,
+        f.tk,
+        l.rows,
+        l.items,
+        l.tile,
+        l.blocks,
+        f.causal ? 1 : 0,
+        f.heads,
+        0,
+        0,
+        0,
+        ...q,
+        ...k,
+        ...v,
+        ...y,
+      ],
+      [f.factor],
+    );
+  const overQueries = launch(f.tq, f.tk, f.batch, d4, slots, maxPerDim);
+  const overKeys = launch(f.tk, f.tq, f.batch, d4, slots, maxPerDim);
+  const queryRows = f.batch * f.tq, keyRows = f.batch * f.tk;
+  return {
+    /** y and lse from q, k, v. */
+    forward(rows: Rows, lse: GPUBuffer): void {
+      if (queryRows === 0) return;
       gpu.dispatch({
-        kernel: kernel("attention_backward_dq", overQueries),
-        inputs: [q.buffer, k.buffer, v.buffer, y.buffer, dy.buffer, lse.buffer],
-        outputs: [dq.buffer, delta.buffer],
-        params: pq,
+        kernel: kernel("attention_forward", overQueries),
+        inputs: [rows.q, rows.k, rows.v],
+        outputs: [rows.y, lse],
+        params: uniform(overQueries),
         workgroups: overQueries.workgroups,
       });
-    }
-    let dk: Tensor | null = null, dv: Tensor | null = null;
-    if (k.requiresGrad || v.requiresGrad) {
-      dk = empty(k.shape);
-      dv = empty(v.shape);
-      if (k.size > 0) {
-        const overKeys = launch(tk, tq, batch, d4, slots, maxPerDim);
+    },
+    /** dq, dk, dv from dy (delta = rowsum(dy * y) goes from the dq kernel to the dkv one). */
+    backward(
+      rows: Rows,
+      dy: GPUBuffer,
+      lse: GPUBuffer,
+      grads: { dq: GPUBuffer; dk: GPUBuffer; dv: GPUBuffer },
+    ) {
+      const delta = empty([f.batch, f.tq]);
+      if (queryRows > 0) {
+        gpu.dispatch({
+          kernel: kernel("attention_backward_dq", overQueries),
+          inputs: [rows.q, rows.k, rows.v, rows.y, dy, lse],
+          outputs: [grads.dq, delta.buffer],
+          params: uniform(overQueries),
+          workgroups: overQueries.workgroups,
+        });
+      }
+      if (keyRows > 0) {
         gpu.dispatch({
           kernel: kernel("attention_backward_dkv", overKeys),
-          inputs: [q.buffer, k.buffer, v.buffer, delta.buffer, dy.buffer, lse.buffer],
-          outputs: [dk.buffer, dv.buffer],
+          inputs: [rows.q, rows.k, rows.v, delta.buffer, dy, lse],
+          outputs: [grads.dk, grads.dv],
           params: uniform(overKeys),
           workgroups: overKeys.workgroups,
         });
       }
-    }
-    return [q.requiresGrad ? dq : null, k.requiresGrad ? dk : null, v.requiresGrad ? dv : null];
-  });
-  const y = empty(q.shape, "f32", node);
-  if (y.size > 0) {
-    gpu.dispatch({
-      kernel: kernel("attention_forward", overQueries),
-      inputs: [q.buffer, k.buffer, v.buffer],
-      outputs: [y.buffer, lse.buffer],
-      params: pq,
-      workgroups: overQueries.workgroups,
-    });
-  }
-  // Without a backward, lse is only scratch; the pool keeps it until the recorded dispatch is done.
-  if (node === null) lse.dispose();
-  return y;
+      delta.dispose();
+    },
+  };
 }
