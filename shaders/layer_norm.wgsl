@@ -7,8 +7,9 @@
 //   y       = xhat * weight + bias                                     saved: mean, rstd (x, weight are inputs)
 // Backward, with g = dy * weight:
 //   dx      = rstd * (g - sum_i(g) / d - xhat * sum_i(g * xhat) / d)            layer_norm_backward
+//             (+ addend when HAS_ADDEND: the gradient x already has from its other uses)
 //   dweight = sum_r dy * xhat,  dbias = sum_r dy                                layer_norm_backward_weight
-// Every output is overwritten (the caller accumulates). All sums run in a fixed order: deterministic.
+// Every output is overwritten (the caller accumulates, except dx's HAS_ADDEND epilogue). All sums run in a fixed order: deterministic.
 //
 // Bindings:
 //   layer_norm_forward:
@@ -21,7 +22,8 @@
 //     6 params (uniform)     rows, d, eps
 //   layer_norm_backward:
 //     0 x (read) f32 [rows, d]; 1 weight (read) f32 [d]; 2 dy (read) f32 [rows, d];
-//     3 mean (read) f32 [rows]; 4 rstd (read) f32 [rows]; 5 dx (read_write) f32 [rows, d]; 6 params
+//     3 mean (read) f32 [rows]; 4 rstd (read) f32 [rows]; 5 addend (read) f32 [rows, d] (any buffer when
+//     HAS_ADDEND is false); 6 dx (read_write) f32 [rows, d]; 7 params
 //   layer_norm_backward_weight:
 //     0 x (read) f32 [rows, d]; 1 dy (read) f32 [rows, d]; 2 mean (read) f32 [rows]; 3 rstd (read) f32 [rows];
 //     4 dweight (read_write) f32 [d]; 5 dbias (read_write) f32 [d]; 6 params
@@ -35,6 +37,8 @@
 //     Grid: ceil(d / 16) workgroups folded into x and y.
 
 override TPR: u32 = 256u;
+// layer_norm_backward: add `addend` to dx.
+override HAS_ADDEND: bool = false;
 const WG: u32 = 256u;
 const COLS: u32 = 16u;
 const LANES: u32 = 16u;
@@ -111,7 +115,9 @@ fn layer_norm_forward(
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read> saved_mean: array<f32>;
 @group(0) @binding(4) var<storage, read> saved_rstd: array<f32>;
-@group(0) @binding(5) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(5) var<storage, read> addend: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(7) var<uniform> pb: Params; // the uniform comes after the outputs
 
 @compute @workgroup_size(256)
 fn layer_norm_backward(
@@ -121,8 +127,8 @@ fn layer_norm_backward(
 ) {
   let row = (wid.x + wid.y * nwg.x) * (WG / TPR) + lid / TPR;
   let lane = lid % TPR;
-  let valid = row < p.rows;
-  let start = row * p.d;
+  let valid = row < pb.rows;
+  let start = row * pb.d;
 
   var mu = 0.0;
   var rs = 0.0;
@@ -131,18 +137,20 @@ fn layer_norm_backward(
   if (valid) {
     mu = saved_mean[row];
     rs = saved_rstd[row];
-    for (var i = lane; i < p.d; i += TPR) {
+    for (var i = lane; i < pb.d; i += TPR) {
       let g = dy[start + i] * weight[i];
       acc += vec2f(g, g * (x[start + i] - mu) * rs);
     }
   }
-  let sums = row_sum(acc, lid) / f32(p.d);
+  let sums = row_sum(acc, lid) / f32(pb.d);
   if (!valid) { return; }
 
-  for (var i = lane; i < p.d; i += TPR) {
+  for (var i = lane; i < pb.d; i += TPR) {
     let g = dy[start + i] * weight[i];
     let xhat = (x[start + i] - mu) * rs;
-    dx[start + i] = rs * (g - sums.x - xhat * sums.y);
+    var out = rs * (g - sums.x - xhat * sums.y);
+    if (HAS_ADDEND) { out += addend[start + i]; }
+    dx[start + i] = out;
   }
 }
 

@@ -1,4 +1,5 @@
-import { backward, mul, sum, tensor, tidy } from "../mod.ts";
+import { add, backward, mul, scale, sum, tensor, tidy } from "../mod.ts";
+import { assertEquals } from "./_assert.ts";
 import { layerNorm } from "../src/ops/layer_norm.ts";
 import { checkOp, gpu, type Host } from "./_harness.ts";
 
@@ -116,6 +117,34 @@ Deno.test("layerNorm() gradients are deterministic: two runs give the same bits"
       if (!Object.is(a[i], b[i])) throw new Error(`gradient ${k} differs at ${i}: ${a[i]} vs ${b[i]}`);
     }
   });
+});
+
+Deno.test("layerNorm() inside a residual x + 2 layerNorm(x) sums x's other gradient in its own kernel", async () => {
+  // The add's gradient reaches x first; layerNorm's backward then adds it in its epilogue (no separate add).
+  await checkOp({
+    name: "x + 2 layerNorm(x)",
+    inputs: [{ shape: [5, 12] }, { shape: [12] }, { shape: [12] }],
+    gpu: (x, w, b) => add(x, scale(layerNorm(x, w, b), 2)),
+    cpu: (x, w, b) => {
+      const ln = layerNormHost(x, w, b);
+      return { data: ln.data.map((v, i) => x.data[i] + 2 * v), shape: x.shape };
+    },
+  });
+  const g = await gpu();
+  const x = tensor(new Float32Array(60).map((_, i) => Math.sin(i)), [5, 12], { requiresGrad: true });
+  const [w, b] = [tensor(new Float32Array(12).fill(1)), tensor(new Float32Array(12))];
+  const dispatches = (f: () => void) => {
+    g.resetCounters();
+    tidy(f);
+    x.grad?.dispose();
+    x.grad = null;
+    return g.counters.dispatches;
+  };
+  const fused = dispatches(() => backward(sum(add(x, layerNorm(x, w, b)))));
+  const plain = dispatches(() => backward(sum(layerNorm(x, w, b))));
+  // The residual costs its forward add only: its gradient for x rides layer_norm_backward.
+  assertEquals(fused, plain + 1);
+  for (const t of [x, w, b]) t.dispose();
 });
 
 Deno.test("layerNorm() refuses a weight or bias that does not match the last dimension, naming the shapes", async () => {

@@ -10,15 +10,18 @@ export const WORKGROUP_1D = 256;
 
 /**
  * The autograd node for an op's output, or null when no gradient can flow (grad mode off, or no input
- * requires grad). `backward` receives the output's gradient and returns one gradient per input.
+ * requires grad). `backward` receives the output's gradient and returns one gradient per input; with
+ * `addendInput`, it also receives the gradient already gathered for that input and sums it in itself
+ * (see {@link GradNode}).
  */
 export function gradNode(
   op: string,
   inputs: Tensor[],
-  backward: (dout: Tensor) => (Tensor | null)[],
+  backward: (dout: Tensor, addend?: Tensor) => (Tensor | null)[],
+  addendInput?: number,
 ): GradNode | null {
   if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) return null;
-  return { op, inputs, backward };
+  return addendInput === undefined ? { op, inputs, backward } : { op, inputs, backward, addendInput };
 }
 
 /** Throws unless every tensor is f32: ops on values refuse token ids and indices. */

@@ -66,14 +66,20 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   const y = empty(
     x.shape,
     "f32",
-    gradNode("layerNorm", [x, weight, bias], (dy) => {
-      // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * weight, xhat = (x - mean) * rstd
+    gradNode("layerNorm", [x, weight, bias], (dy, addend) => {
+      // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) (+ the gradient x already has from its other
+      // uses, such as the residual add around a pre-norm block), g = dy * weight, xhat = (x - mean) * rstd
       let dx: Tensor | null = null;
       if (x.requiresGrad) {
         dx = empty(x.shape);
         gpu.dispatch({
-          kernel: { file: "layer_norm.wgsl", code, entry: "layer_norm_backward", constants },
-          inputs: [x.buffer, weight.buffer, dy.buffer, mean.buffer, rstd.buffer],
+          kernel: {
+            file: "layer_norm.wgsl",
+            code,
+            entry: "layer_norm_backward",
+            constants: { ...constants, HAS_ADDEND: addend ? 1 : 0 },
+          },
+          inputs: [x.buffer, weight.buffer, dy.buffer, mean.buffer, rstd.buffer, (addend ?? dy).buffer],
           outputs: [dx.buffer],
           params: p,
           workgroups,
@@ -94,7 +100,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
         });
       }
       return [dx, dweight, dbias];
-    }),
+    }, 0),
   );
   gpu.dispatch({
     kernel: { file: "layer_norm.wgsl", code, entry: "layer_norm_forward", constants },

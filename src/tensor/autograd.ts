@@ -5,7 +5,7 @@
  * @module
  */
 
-import { formatShape, keep, noGrad, type Tensor, tensor, tidy } from "./tensor.ts";
+import { formatShape, type GradNode, keep, noGrad, type Tensor, tensor, tidy } from "./tensor.ts";
 import { add } from "../ops/binary.ts";
 
 /** Every tensor that `root` depends on through nodes that require grad, inputs before outputs. */
@@ -74,7 +74,8 @@ export function backward(loss: Tensor, dloss?: Tensor): void {
       }
       // tidy frees what a rule makes along the way; the gradients it returns survive.
       const node = t.node;
-      const inputGrads = tidy(() => node.backward(g));
+      const fused = fusedAddend(node, grads);
+      const inputGrads = tidy(() => node.backward(g, fused?.addend));
       t.node.inputs.forEach((input, k) => {
         const gi = inputGrads[k];
         if (gi === null || gi === undefined || !input.requiresGrad) return;
@@ -86,12 +87,30 @@ export function backward(loss: Tensor, dloss?: Tensor): void {
           );
         }
         const previous = grads.get(input);
-        grads.set(input, previous === undefined ? gi.view(input.shape) : accumulate(previous, gi));
+        if (previous === undefined || k === fused?.input) {
+          previous?.dispose(); // summed into gi by the rule
+          grads.set(input, gi.view(input.shape));
+        } else {
+          grads.set(input, accumulate(previous, gi));
+        }
       });
       // A rule may return one tensor for several inputs: each use above took its own view.
       for (const gi of new Set([...inputGrads, g])) gi?.dispose();
     }
   });
+}
+
+/**
+ * The gradient gathered so far for the input a node's rule sums in itself (`addendInput`), if there is one
+ * and that input is not also another of the node's inputs (whose gradient would then be summed twice).
+ */
+function fusedAddend(node: GradNode, grads: Map<Tensor, Tensor>): { input: number; addend: Tensor } | null {
+  const k = node.addendInput;
+  if (k === undefined) return null;
+  const input = node.inputs[k];
+  const addend = grads.get(input);
+  if (addend === undefined || node.inputs.indexOf(input) !== node.inputs.lastIndexOf(input)) return null;
+  return { input: k, addend };
 }
 
 /** `a + b` as a new tensor of `a`'s shape; disposes `a` (owned by the caller), not `b`. */

@@ -19,8 +19,15 @@ export interface GradNode {
   op: string;
   /** The op's tensor inputs, in the order `backward` returns their gradients. */
   inputs: Tensor[];
-  /** Given the gradient of the output, the gradient of each input (null where none flows). */
-  backward: (dout: Tensor) => (Tensor | null)[];
+  /**
+   * Given the gradient of the output, the gradient of each input (null where none flows). With
+   * `addendInput` set, `addend` is the gradient already gathered for that input (from its other uses), if
+   * any, and the rule returns that input's gradient with the addend summed in (a kernel epilogue instead of
+   * a separate add).
+   */
+  backward: (dout: Tensor, addend?: Tensor) => (Tensor | null)[];
+  /** The input whose gathered gradient `backward` sums into its own, if the rule can. */
+  addendInput?: number;
 }
 
 let currentGpu: Gpu | null = null;
