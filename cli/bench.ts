@@ -27,7 +27,7 @@
 
 import { parseArgs } from "node:util";
 import { type Dispatch, type Gpu, requestGpu } from "../src/gpu/device.ts";
-import { keep, setGpu, type Tensor, tensor, tidy } from "../src/tensor/tensor.ts";
+import { keep, setGpu, type Tensor, tensor, tidy, zeros } from "../src/tensor/tensor.ts";
 import { backward } from "../src/tensor/autograd.ts";
 import { Rng } from "../src/tensor/random.ts";
 import { matmul, tuneMatmul } from "../src/ops/matmul.ts";
@@ -219,6 +219,7 @@ export function recordStep(model: Cloc, opt: AdamW, batch: ClocBatch, lr: number
     const l = clocLosses(out, batch, model.logitScale, model.config.loss);
     backward(l.loss);
     opt.step(lr);
+    opt.zeroGrad(); // now, not at the next step: the next step then gets the same pool buffers (see BufferPool)
     return l.loss;
   });
 }
@@ -888,26 +889,28 @@ async function benchStep(gpu: Gpu, plan: Plan, python: string): Promise<StepRepo
   for (let i = 1; i < plan.warmupSteps; i++) clocgpuStep(model, opt, batch, lr).dispose();
   await gpu.sync();
 
-  // Timed: steps back to back, losses kept on the GPU, one wait at the end.
+  // Timed: steps back to back, losses copied into one GPU buffer (a loss tensor kept per step would hold a
+  // pool buffer each, and shift the next step's buffers and bind groups), one wait at the end.
   const before = gpu.memory;
+  const history = zeros([plan.steps]);
   gpu.resetCounters();
   let recordMs = 0, submitMs = 0;
-  const losses: Tensor[] = [];
   const t0 = performance.now();
   for (let i = 0; i < plan.steps; i++) {
     const t1 = performance.now();
     const loss = recordStep(model, opt, batch, lr);
+    gpu.copy(loss.buffer, 0, history.buffer, 4 * i, 4);
+    loss.dispose();
     const t2 = performance.now();
     gpu.flush();
     submitMs += performance.now() - t2;
     recordMs += t2 - t1;
-    losses.push(loss);
   }
   await gpu.sync();
   const seconds = (performance.now() - t0) / 1e3 / plan.steps;
   const counters = { ...gpu.counters };
-  const trained = await Promise.all(losses.map((l) => l.item())); // after the timing: readbacks
-  for (const l of losses) l.dispose();
+  const trained = [...await history.toArray()]; // after the timing: a readback
+  history.dispose();
   await gpu.sync();
   const after = gpu.memory;
   if (!trained.every(Number.isFinite)) throw new Error(`clocgpu: non-finite losses while timing: ${trained}`);

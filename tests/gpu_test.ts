@@ -50,6 +50,19 @@ Deno.test("the pool hands a released buffer back and bind groups are cached acro
   assert(doubleRelease.includes("not in use"), doubleRelease);
 });
 
+Deno.test("the pool hands out its oldest free buffer first, whatever order they were released in", async () => {
+  const device = await gpu();
+  device.trim(); // no free buffers left over from other tests
+  const [a, b, c] = [device.alloc(1024), device.alloc(1024), device.alloc(1024)];
+  for (const order of [[c, a, b], [b, c, a]]) {
+    order.forEach((buffer) => device.release(buffer));
+    device.flush(); // released buffers become free for every use at a submit
+    const again = [device.alloc(1024), device.alloc(1024), device.alloc(1024)];
+    assert(again[0] === a && again[1] === b && again[2] === c, "not handed out in creation order");
+  }
+  [a, b, c].forEach((buffer) => device.release(buffer));
+});
+
 Deno.test("a shader that does not compile is reported with its file name and line at the next sync", async () => {
   const device = await gpu();
   const x = device.upload(new Float32Array(4)), y = device.alloc(16);

@@ -74,6 +74,30 @@ Deno.test("the Prompter's cached image keys and values give the same outputs as 
   model.dispose();
 });
 
+Deno.test("a CLOC training step builds no bind group once warm: the pool returns the same buffers every step", async () => {
+  const device = await gpu();
+  const model = new Cloc(TINY_CONFIG, new ops.Rng(2));
+  const opt = new ops.AdamW(model.namedParameters().map(([name, tensor]) => ({ name, tensor })));
+  const batch = randomBatch(2, 2, 3);
+  const created: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    device.resetCounters();
+    ops.tidy(() => {
+      const out = model.forward(batch);
+      ops.backward(ops.clocLosses(out, batch, model.logitScale, model.config.loss).loss);
+      opt.step(1e-3);
+      opt.zeroGrad(); // before the next step, as the trainer does
+    });
+    device.flush();
+    created.push(device.counters.bindGroups);
+  }
+  await device.sync();
+  assert(created[0] > 50, `the first step builds its bind groups: ${created}`);
+  assertEquals(created.slice(2), [0, 0], `bind groups built per step: ${created}`);
+  opt.dispose();
+  model.dispose();
+});
+
 Deno.test("a saved model loads back with bit-identical parameters and the same outputs", async () => {
   await gpu();
   const dir = await Deno.makeTempDir();

@@ -6,6 +6,11 @@
  * later dispatch (the GPU runs them in order), but not to an upload: `queue.writeBuffer` would land before
  * those dispatches run. Such buffers wait in `#releasedSinceSubmit` until the next submit.
  *
+ * A free list hands out its oldest buffer first (the lowest creation number), not the last one released.
+ * A training step that asks for the same sizes in the same order as the step before it then gets the very
+ * same buffers, whatever order the previous step freed them in, so its bind groups are the cached ones:
+ * the step builds no bind group after the first one.
+ *
  * @module
  */
 
@@ -25,6 +30,9 @@ export class BufferPool {
   #free = new Map<number, GPUBuffer[]>();
   #releasedSinceSubmit = new Map<number, GPUBuffer[]>();
   #inUse = new Set<GPUBuffer>();
+  // Creation numbers: free lists are kept sorted by them, newest first, so pop() gives the oldest.
+  #born = new WeakMap<GPUBuffer, number>();
+  #created = 0;
   #liveBuffers = 0;
   #liveBytes = 0;
 
@@ -44,6 +52,7 @@ export class BufferPool {
       this.#free.get(size)?.pop();
     if (buffer === undefined) {
       buffer = this.#device.createBuffer({ size, usage: this.#usage });
+      this.#born.set(buffer, this.#created++);
       this.#liveBuffers++;
       this.#liveBytes += size;
     }
@@ -56,13 +65,13 @@ export class BufferPool {
     if (!this.#inUse.delete(buffer)) {
       throw new Error(`Cannot release a buffer of ${buffer.size} bytes: it is not in use from this pool`);
     }
-    push(this.#releasedSinceSubmit, buffer);
+    this.#push(this.#releasedSinceSubmit, buffer);
   }
 
   /** Called after each submit: buffers released before it are safe for uploads now. */
   submitted(): void {
     for (const list of this.#releasedSinceSubmit.values()) {
-      for (const buffer of list) push(this.#free, buffer);
+      for (const buffer of list) this.#push(this.#free, buffer);
     }
     this.#releasedSinceSubmit.clear();
   }
@@ -95,16 +104,24 @@ export class BufferPool {
     };
   }
 
+  /** Adds a buffer to its size class's list in `map`, keeping the list sorted newest first. */
+  #push(map: Map<number, GPUBuffer[]>, buffer: GPUBuffer): void {
+    let list = map.get(buffer.size);
+    if (list === undefined) map.set(buffer.size, list = []);
+    const born = this.#born.get(buffer)!;
+    let lo = 0, hi = list.length; // first index whose buffer is older than this one
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.#born.get(list[mid])! > born) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, buffer);
+  }
+
   /** Destroys every buffer. */
   destroy(): void {
     for (const b of this.#inUse) b.destroy();
     this.#inUse.clear();
     this.trim();
   }
-}
-
-function push(map: Map<number, GPUBuffer[]>, buffer: GPUBuffer): void {
-  const list = map.get(buffer.size);
-  if (list) list.push(buffer);
-  else map.set(buffer.size, [buffer]);
 }

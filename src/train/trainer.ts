@@ -185,6 +185,9 @@ function recordStep(
       gate: sum(parts!),
       maxNorm: config.gradClip > 0 ? config.gradClip : undefined,
     });
+    // Free the gradients now rather than at the next step, which then gets this step's pool buffers back in
+    // the same order, and with them its cached bind groups.
+    optimizer.zeroGrad();
     return concat([scale(parts!, 1 / batches.length), reshape(norm, [1])], 0);
   });
 }
