@@ -25,6 +25,7 @@ export * from "./src/ops/softmax.ts";
 export * from "./src/ops/layer_norm.ts";
 export * from "./src/ops/losses.ts";
 export * from "./src/ops/matmul.ts";
+export * from "./src/ops/cast.ts";
 export * from "./src/tensor/random.ts";
 export * from "./src/nn/module.ts";
 export * from "./src/nn/config.ts";

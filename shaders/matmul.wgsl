@@ -15,12 +15,19 @@
 //
 // Bindings (every array is declared vec4 so one layout serves both the scalar and the vec4 access paths;
 // pool buffers are whole multiples of 16 bytes):
-//   0 a     (read)        f32 A, see above (matmul_reduce: the [splits, M, N] partial sums)
-//   1 b     (read)        f32 B, see above (matmul_reduce: not read; matmul.ts binds the partial sums again)
+//   0 a     (read)        f32 or f16 A, see above (matmul_reduce: `partial`, the f32 [splits, M, N] sums)
+//   1 b     (read)        f32 or f16 B, see above (matmul_reduce: not read; matmul.ts binds the sums again)
 //   2 bias  (read)        f32 [N]; any buffer (matmul.ts binds A again) when HAS_BIAS is false
 //   3 c     (read_write)  f32 [batch, M, N], or [splits, M, N] partial sums, overwritten
 //   4 p     (uniform)     m, n, k, batch0 (first z of this dispatch), bshape, astride, bstride, kchunk,
 //                         splits
+//
+// Element types: A and B are arrays of AVec and BVec, vec4<f32> as written here. For an f16 operand
+// matmul.ts builds the module from this same text with that alias set to vec4<f16> and `enable f16;` put
+// first (so an adapter without shader-f16 still compiles the f32 build). Every read of A or B converts to
+// f32 (`vec4f(a[i])`, `f32(a[i][j])`: identities in the f32 build, exact widenings in an f16 one), so the
+// workgroup tiles, the accumulators, the bias and C are f32 in every build. Elements are counted the same
+// way whatever the type: element e of A is a[e / 4][e % 4] (an f16 vec4 is 8 bytes, an f32 one 16).
 //
 // VEC_A / VEC_B / VEC_C switch the global reads of A, B and the writes of C (and the bias) to whole vec4s;
 // matmul.ts sets them only when the contiguous dimension of that array is a multiple of 4 (then every row
@@ -93,8 +100,12 @@ struct Params {
   splits: u32,
 }
 
-@group(0) @binding(0) var<storage, read> a: array<vec4f>;
-@group(0) @binding(1) var<storage, read> b: array<vec4f>;
+// The element types of A and B (see the header): f32 here; matmul.ts makes the f16 builds.
+alias AVec = vec4<f32>;
+alias BVec = vec4<f32>;
+
+@group(0) @binding(0) var<storage, read> a: array<AVec>;
+@group(0) @binding(1) var<storage, read> b: array<BVec>;
 @group(0) @binding(2) var<storage, read> bias: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> c: array<vec4f>;
 @group(0) @binding(4) var<uniform> p: Params;
@@ -104,8 +115,8 @@ struct Params {
 var<workgroup> a_tile: array<vec4f, TILE_K * BM4>;
 var<workgroup> b_tile: array<vec4f, TILE_K * WG_X>;
 
-fn read_a(e: u32) -> f32 { return a[e >> 2u][e & 3u]; }
-fn read_b(e: u32) -> f32 { return b[e >> 2u][e & 3u]; }
+fn read_a(e: u32) -> f32 { return f32(a[e >> 2u][e & 3u]); }
+fn read_b(e: u32) -> f32 { return f32(b[e >> 2u][e & 3u]); }
 
 // Element offsets of batch z's matrices in A and B.
 fn batch_offsets(z: u32) -> vec2u {
@@ -161,7 +172,7 @@ fn load_a(off: u32, m0: u32, k0: u32, kend: u32, tid: u32) {
       let gm = m0 + m;
       let gk = k0 + kk;
       var v = vec4f(0.0);
-      if (gm < p.m && gk < kend) { v = a[(off + gm * p.k + gk) >> 2u]; }
+      if (gm < p.m && gk < kend) { v = vec4f(a[(off + gm * p.k + gk) >> 2u]); }
       let slot = kk * BM4 + m / 4u;
       a_tile[slot][m % 4u] = v.x;
       a_tile[slot + BM4][m % 4u] = v.y;
@@ -177,7 +188,7 @@ fn load_a(off: u32, m0: u32, k0: u32, kend: u32, tid: u32) {
       let gm = m0 + m;
       let gk = k0 + kk;
       var v = vec4f(0.0);
-      if (gm < p.m && gk < kend) { v = a[(off + gk * p.m + gm) >> 2u]; }
+      if (gm < p.m && gk < kend) { v = vec4f(a[(off + gk * p.m + gm) >> 2u]); }
       a_tile[kk * BM4 + m / 4u] = v;
     }
   } else {
@@ -214,7 +225,7 @@ fn load_b(off: u32, n0: u32, k0: u32, kend: u32, tid: u32) {
       let gn = n0 + n;
       let gk = k0 + kk;
       var v = vec4f(0.0);
-      if (gn < p.n && gk < kend) { v = b[(off + gn * p.k + gk) >> 2u]; }
+      if (gn < p.n && gk < kend) { v = vec4f(b[(off + gn * p.k + gk) >> 2u]); }
       let slot = kk * WG_X + n / 4u;
       b_tile[slot][n % 4u] = v.x;
       b_tile[slot + WG_X][n % 4u] = v.y;
@@ -230,7 +241,7 @@ fn load_b(off: u32, n0: u32, k0: u32, kend: u32, tid: u32) {
       let gn = n0 + n;
       let gk = k0 + kk;
       var v = vec4f(0.0);
-      if (gn < p.n && gk < kend) { v = b[(off + gk * p.n + gn) >> 2u]; }
+      if (gn < p.n && gk < kend) { v = vec4f(b[(off + gk * p.n + gn) >> 2u]); }
       b_tile[kk * WG_X + n / 4u] = v;
     }
   } else {
@@ -361,10 +372,10 @@ fn regs_load_a(av: ptr<function, array<vec4f, 16>>, i0: u32, rows: vec4u, k: u32
   let valid = K_WHOLE || all(kq < vec4u(kend));
   if (VEC_A && TRANS_A) {
     // A^T is stored [K, M]: one vec4 holds the group's 4 rows at one k; regroup 4 of them by row.
-    var t0 = a[(rows.x + kk.x * p.m) >> 2u];
-    var t1 = a[(rows.x + kk.y * p.m) >> 2u];
-    var t2 = a[(rows.x + kk.z * p.m) >> 2u];
-    var t3 = a[(rows.x + kk.w * p.m) >> 2u];
+    var t0 = vec4f(a[(rows.x + kk.x * p.m) >> 2u]);
+    var t1 = vec4f(a[(rows.x + kk.y * p.m) >> 2u]);
+    var t2 = vec4f(a[(rows.x + kk.z * p.m) >> 2u]);
+    var t3 = vec4f(a[(rows.x + kk.w * p.m) >> 2u]);
     if (!valid) {
       t1 = select(vec4f(0.0), t1, kq.y < kend);
       t2 = select(vec4f(0.0), t2, kq.z < kend);
@@ -376,10 +387,10 @@ fn regs_load_a(av: ptr<function, array<vec4f, 16>>, i0: u32, rows: vec4u, k: u32
     (*av)[i0 + 3u] = vec4f(t0.w, t1.w, t2.w, t3.w);
   } else if (VEC_A) {
     // A[m, k .. k + 3] is one vec4 (K % 4 == 0, so K_WHOLE: never a partial step).
-    (*av)[i0] = a[(rows.x + k) >> 2u];
-    (*av)[i0 + 1u] = a[(rows.y + k) >> 2u];
-    (*av)[i0 + 2u] = a[(rows.z + k) >> 2u];
-    (*av)[i0 + 3u] = a[(rows.w + k) >> 2u];
+    (*av)[i0] = vec4f(a[(rows.x + k) >> 2u]);
+    (*av)[i0 + 1u] = vec4f(a[(rows.y + k) >> 2u]);
+    (*av)[i0 + 2u] = vec4f(a[(rows.z + k) >> 2u]);
+    (*av)[i0 + 3u] = vec4f(a[(rows.w + k) >> 2u]);
   } else {
     // Element by element: the stored rows are not whole vec4s.
     var v0 = regs_a_row(rows.x, kk);
@@ -413,10 +424,10 @@ fn regs_load_b(bv: ptr<function, array<vec4f, 16>>, j: u32, cols: vec4u, k: u32,
   if (VEC_B && TRANS_B) {
     // B^T is stored [N, K]: one vec4 holds one column's 4 k (K % 4 == 0: never a partial step); regroup
     // 4 of them by k.
-    let c0 = b[(cols.x + k) >> 2u];
-    let c1 = b[(cols.y + k) >> 2u];
-    let c2 = b[(cols.z + k) >> 2u];
-    let c3 = b[(cols.w + k) >> 2u];
+    let c0 = vec4f(b[(cols.x + k) >> 2u]);
+    let c1 = vec4f(b[(cols.y + k) >> 2u]);
+    let c2 = vec4f(b[(cols.z + k) >> 2u]);
+    let c3 = vec4f(b[(cols.w + k) >> 2u]);
     t0 = vec4f(c0.x, c1.x, c2.x, c3.x);
     t1 = vec4f(c0.y, c1.y, c2.y, c3.y);
     t2 = vec4f(c0.z, c1.z, c2.z, c3.z);
@@ -424,10 +435,10 @@ fn regs_load_b(bv: ptr<function, array<vec4f, 16>>, j: u32, cols: vec4u, k: u32,
   } else {
     if (VEC_B) {
       // B[k, n .. n + 3] is one vec4 (N % 4 == 0).
-      t0 = b[(cols.x + kk.x * p.n) >> 2u];
-      t1 = b[(cols.x + kk.y * p.n) >> 2u];
-      t2 = b[(cols.x + kk.z * p.n) >> 2u];
-      t3 = b[(cols.x + kk.w * p.n) >> 2u];
+      t0 = vec4f(b[(cols.x + kk.x * p.n) >> 2u]);
+      t1 = vec4f(b[(cols.x + kk.y * p.n) >> 2u]);
+      t2 = vec4f(b[(cols.x + kk.z * p.n) >> 2u]);
+      t3 = vec4f(b[(cols.x + kk.w * p.n) >> 2u]);
     } else {
       t0 = regs_b_row(cols, kk.x);
       t1 = regs_b_row(cols, kk.y);
@@ -564,6 +575,9 @@ fn matmul_forward_regs(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocat
 // ---------------------------------------------------------------------------------------------------------
 // matmul_reduce: the split-K sum
 
+// The [splits, M, N] partial sums, f32 in every build (bound where A is for the forward kernels).
+@group(0) @binding(0) var<storage, read> partial: array<vec4f>;
+
 @compute @workgroup_size(64)
 fn matmul_reduce(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
   let i = gid.x + gid.y * groups.x * 64u;
@@ -571,14 +585,17 @@ fn matmul_reduce(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
   if (VEC_C) {
     let mn4 = mn / 4u;
     if (i >= mn4) { return; }
-    var s = a[i];
-    for (var z = 1u; z < p.splits; z++) { s += a[z * mn4 + i]; }
+    var s = partial[i];
+    for (var z = 1u; z < p.splits; z++) { s += partial[z * mn4 + i]; }
     if (HAS_BIAS) { s += bias[(4u * i % p.n) >> 2u]; }
     c[i] = s;
   } else {
     if (i >= mn) { return; }
-    var s = read_a(i);
-    for (var z = 1u; z < p.splits; z++) { s += read_a(z * mn + i); }
+    var s = partial[i >> 2u][i & 3u];
+    for (var z = 1u; z < p.splits; z++) {
+      let e = z * mn + i;
+      s += partial[e >> 2u][e & 3u];
+    }
     c[i >> 2u][i & 3u] = s + bias_at(i % p.n);
   }
 }

@@ -10,8 +10,14 @@ import {
   setMatmulTiles,
   tuneMatmul,
 } from "../src/ops/matmul.ts";
+import { halfToNumber, numberToHalf } from "../src/tensor/half.ts";
+import { cast } from "../src/ops/cast.ts";
+import { mul } from "../src/ops/binary.ts";
+import { sum } from "../src/ops/reduce.ts";
+import { backward } from "../src/tensor/autograd.ts";
+import { Rng } from "../src/tensor/random.ts";
 import { type Tensor, tensor, tidy } from "../src/tensor/tensor.ts";
-import { checkOp, gpu, type Host } from "./_harness.ts";
+import { assertClose, checkOp, gpu, type Host, relError } from "./_harness.ts";
 
 /** f64 reference: op(a) @ op(b) (+ bias) with NumPy-broadcast batch dims. */
 function matmulHost(a: Host, b: Host, transA = false, transB = false, bias?: Host): Host {
@@ -335,8 +341,252 @@ Deno.test("matmul() names both shapes when they do not fit and refuses i32 input
     const ids: Tensor = tensor(new Int32Array(6), [2, 3]);
     assert.throws(() => matmul(ids, f([3, 4])), {
       name: "TypeError",
-      message: /^matmul: expected f32 input/,
+      message:
+        /^matmul: expected f32 or f16 input but input 0 is i32 tensor \[2, 3\]: an i32 tensor holds ids/,
     });
     assert.throws(() => matmul(f([2, 3]), tensor(new Int32Array(12), [3, 4])), TypeError);
   });
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// f16 operands: f16 storage, f32 sums
+
+const HAS_F16 = (await gpu()).hasF16;
+
+/** The value `v` becomes in f16 (round to nearest even). */
+const roundF16 = (v: number) => halfToNumber(numberToHalf(v));
+
+/** Which operands are f16, for test names. */
+const f16Name = (a: boolean, b: boolean) => (a && b ? "f16 A and B" : a ? "f16 A" : "f16 B");
+
+/** Random f32 values in [-2, 2). */
+function randomValues(rng: Rng, n: number): number[] {
+  return Array.from({ length: n }, () => Math.fround(4 * rng.uniform() - 2));
+}
+
+/**
+ * Checks matmul with A and/or B cast to f16 against the f64 product of the f16-rounded inputs, at 1e-5 (the
+ * f32 tests' tolerance): forward on values that f16 rounds, then forward and gradients (through the casts)
+ * on values exact in f16, where the reference's finite differences are the product's gradient.
+ */
+async function checkMatmulF16(
+  aShape: number[],
+  bShape: number[],
+  options: Omit<MatmulOptions, "bias"> & { f16A: boolean; f16B: boolean; bias?: boolean; grad?: boolean },
+): Promise<void> {
+  const { transposeA = false, transposeB = false, f16A, f16B } = options;
+  const n = transposeB ? bShape.at(-2)! : bShape.at(-1)!;
+  const t = (flag: boolean) => (flag ? "^T" : "");
+  const name = `matmul ${JSON.stringify(aShape)}${t(transposeA)} @ ${JSON.stringify(bShape)}${t(transposeB)}${
+    options.bias ? " + bias" : ""
+  }, ${f16Name(f16A, f16B)}${options.tiles ? ` (${formatTiles(options.tiles)})` : ""}${
+    options.splitK ? ` split ${options.splitK}` : ""
+  }`;
+  const size = (shape: number[]) => shape.reduce((x, y) => x * y, 1);
+  const rng = new Rng(aShape.length * 1000 + size(aShape) + size(bShape));
+  const gpuFn = (a: Tensor, b: Tensor, bias?: Tensor) =>
+    matmul(f16A ? cast(a, "f16") : a, f16B ? cast(b, "f16") : b, {
+      transposeA,
+      transposeB,
+      bias,
+      tiles: options.tiles,
+      splitK: options.splitK,
+    });
+  const round = (x: Host, f16: boolean): Host => (f16 ? { data: x.data.map(roundF16), shape: x.shape } : x);
+  const aData = randomValues(rng, size(aShape));
+  const bData = randomValues(rng, size(bShape));
+  const inputs = [{ shape: aShape, data: aData }, { shape: bShape, data: bData }];
+  if (options.bias) inputs.push({ shape: [n], data: randomValues(rng, n) });
+  // 1. Values f16 rounds: the kernel must see the rounded ones, and sum them in f32.
+  await checkOp({
+    name: `${name}, rounded inputs`,
+    inputs,
+    gpu: gpuFn,
+    cpu: (a, b, bias) => matmulHost(round(a, f16A), round(b, f16B), transposeA, transposeB, bias),
+    noGrad: true,
+  });
+  if (options.grad === false) return;
+  // 2. Values exact in f16: the gradients of A and B (f32, through the casts) and of the bias.
+  const exact = inputs.map((spec, i) => ({ ...spec, data: i < 2 ? spec.data.map(roundF16) : spec.data }));
+  await checkOp({
+    name: `${name}, gradients`,
+    inputs: exact,
+    gpu: gpuFn,
+    cpu: (a, b, bias) => matmulHost(a, b, transposeA, transposeB, bias),
+  });
+}
+
+/** Every combination of f16 operands. */
+const F16_PAIRS = [{ f16A: true, f16B: false }, { f16A: false, f16B: true }, { f16A: true, f16B: true }];
+
+Deno.test({
+  name: "matmul() with f16 A, B or both sums the f16-rounded values in f32, forward and backward",
+  ignore: !HAS_F16,
+  fn: async () => {
+    for (const pair of F16_PAIRS) {
+      for (const [m, k, n] of [[1, 1, 1], [5, 7, 3], [8, 12, 16], [13, 9, 21]]) {
+        await checkMatmulF16([m, k], [k, n], pair);
+      }
+      await checkMatmulF16([33, 17], [17, 65], { ...pair, grad: false });
+    }
+    await checkMatmulF16([100, 36], [36, 132], { f16A: true, f16B: true, grad: false });
+  },
+});
+
+Deno.test({
+  name: "matmul() with f16 operands and transposes, batch broadcasting and a bias",
+  ignore: !HAS_F16,
+  fn: async () => {
+    // Both operands f16 through every case; one operand f16 (the other build) through fewer.
+    const both = { f16A: true, f16B: true };
+    for (const pair of F16_PAIRS) {
+      const shapes = pair === F16_PAIRS[2] ? [[6, 5, 7], [8, 12, 4], [37, 20, 9]] : [[6, 5, 7]];
+      for (const [m, k, n] of shapes) {
+        for (const transposeA of [false, true]) {
+          for (const transposeB of [false, true]) {
+            const aShape = transposeA ? [k, m] : [m, k];
+            const bShape = transposeB ? [n, k] : [k, n];
+            await checkMatmulF16(aShape, bShape, { ...pair, transposeA, transposeB, grad: m < 30 });
+          }
+        }
+      }
+      await checkMatmulF16([2, 3, 5, 4], [4, 6], pair); // a shared weight: dB is one flattened product
+      await checkMatmulF16([3, 5, 4], [6, 4], { ...pair, bias: true, transposeB: true }); // linear's product
+    }
+    await checkMatmulF16([2, 1, 5, 4], [3, 4, 6], both);
+    await checkMatmulF16([2, 2, 3, 4], [2, 2, 3, 4], { ...both, transposeB: true }); // q @ k^T
+    await checkMatmulF16([3, 4, 5], [2, 1, 4, 6], { ...both, transposeA: true });
+    // More broadcast patterns than the kernel's uniform holds (operands materialised in f32).
+    await checkMatmulF16([2, 1, 2, 1, 2, 2, 3], [1, 2, 1, 2, 1, 3, 2], both);
+    await checkMatmulF16([5, 7], [7, 3], { ...both, bias: true });
+    await checkMatmulF16([2, 3, 4, 8], [8, 8], { ...both, bias: true }); // vec4 bias path
+  },
+});
+
+Deno.test({
+  name: "matmul() with f16 operands gives the f64 result with both kernels, every read path, and split K",
+  ignore: !HAS_F16,
+  fn: async () => {
+    const regs: MatmulTiles = { kernel: "regs", wgX: 8, wgY: 1, tm: 8, tn: 8 };
+    const tiled: MatmulTiles = { kernel: "tiled", wgX: 8, wgY: 8, tileK: 16, tm: 4 };
+    // The element type only changes the reads of A and B, which every tile shape of a kernel shares.
+    for (const tiles of [regs, tiled]) {
+      for (const pair of F16_PAIRS) {
+        for (const [aShape, bShape, options] of PATHS) {
+          await checkMatmulF16(aShape, bShape, { ...options, ...pair, tiles, grad: false });
+        }
+      }
+    }
+    for (const tiles of [regs, tiled]) {
+      for (const pair of F16_PAIRS) {
+        // Gradients with the kernel forced (the backward products use it too).
+        await checkMatmulF16([9, 13], [13, 10], { ...pair, tiles });
+        await checkMatmulF16([12, 9], [10, 12], { ...pair, tiles, transposeA: true, transposeB: true });
+        // Split K: a small output, a long K (3 chunks, the last one short and not a multiple of 4).
+        await checkMatmulF16([301, 20], [301, 37], {
+          ...pair,
+          transposeA: true,
+          bias: true,
+          tiles,
+          splitK: 3,
+          grad: false,
+        });
+        await checkMatmulF16([16, 256], [256, 24], { ...pair, bias: true, tiles, splitK: 5, grad: false });
+      }
+    }
+    // The split the tuning picks by itself for a weight gradient's shape.
+    await checkMatmulF16([300, 8], [300, 8], { f16A: true, f16B: true, transposeA: true, grad: false });
+  },
+});
+
+Deno.test({
+  name: "matmul() gives f16 leaves f32 gradients: dA = dC @ B^T reads B as stored",
+  ignore: !HAS_F16,
+  fn: async () => {
+    await gpu();
+    const rng = new Rng(11);
+    const [m, k, n] = [6, 10, 5];
+    const aData = randomValues(rng, m * k).map(roundF16);
+    const bData = randomValues(rng, k * n).map(roundF16);
+    const wData = randomValues(rng, m * n);
+    const a = tensor(aData, [m, k], { dtype: "f16", requiresGrad: true });
+    const b = tensor(bData, [k, n], { dtype: "f16", requiresGrad: true });
+    const y = tidy(() => {
+      const y = matmul(a, b);
+      backward(sum(mul(y, tensor(wData, [m, n]))));
+      return y;
+    });
+    assert.equal(y.dtype, "f32");
+    assert.equal(a.grad!.dtype, "f32");
+    assert.equal(b.grad!.dtype, "f32");
+    const host = (data: number[], shape: number[]): Host => ({ data: Float64Array.from(data), shape });
+    const w = host(wData, [m, n]);
+    assertClose(
+      "forward",
+      await y.toArray(),
+      matmulHost(host(aData, [m, k]), host(bData, [k, n])).data,
+      1e-5,
+    );
+    // dA = W @ B^T, dB = A^T @ W
+    assertClose("dA", await a.grad!.toArray(), matmulHost(w, host(bData, [k, n]), false, true).data, 1e-5);
+    assertClose("dB", await b.grad!.toArray(), matmulHost(host(aData, [m, k]), w, true, false).data, 1e-5);
+    for (const t of [y, a.grad!, b.grad!, a, b]) t.dispose();
+  },
+});
+
+Deno.test({
+  name: "linear(precision f16) is the f32 linear of the f16-rounded inputs, within f16 rounding of f32",
+  ignore: !HAS_F16,
+  fn: async () => {
+    await gpu();
+    const rng = new Rng(13);
+    const [batch, t, inF, outF] = [2, 3, 24, 16];
+    const xData = randomValues(rng, batch * t * inF);
+    const wData = randomValues(rng, outF * inF).map((v) => v / 4);
+    const bData = randomValues(rng, outF);
+    const dyData = randomValues(rng, batch * t * outF);
+    // Runs linear on leaves made from the data; returns y, dx, dW and db.
+    const run = async (x0: number[], w0: number[], precision?: "f16") => {
+      const x = tensor(x0, [batch, t, inF], { requiresGrad: true });
+      const w = tensor(w0, [outF, inF], { requiresGrad: true });
+      const b = tensor(bData, [outF], { requiresGrad: true });
+      const y = tidy(() => {
+        const y = linear(x, w, b, precision ? { precision } : {});
+        backward(sum(mul(y, tensor(dyData, [batch, t, outF]))));
+        return y;
+      });
+      assert.equal(y.dtype, "f32");
+      const out = [
+        await y.toArray(),
+        await x.grad!.toArray(),
+        await w.grad!.toArray(),
+        await b.grad!.toArray(),
+      ];
+      for (const tt of [y, x.grad!, w.grad!, b.grad!, x, w, b]) tt.dispose();
+      return out;
+    };
+    const f16 = await run(xData, wData, "f16");
+    const f32 = await run(xData, wData);
+    const rounded = await run(xData.map(roundF16), wData.map(roundF16));
+    const names = ["y", "dx", "dW", "db"];
+    names.forEach((what, i) => {
+      // Exactly what f16 storage means: the f32 computation on the rounded inputs.
+      assertClose(`${what}: f16 vs f32 of rounded inputs`, f16[i], rounded[i], 1e-5);
+      // And close to the f32 linear, within f16's rounding of the inputs.
+      assertClose(`${what}: f16 vs f32`, f16[i], f32[i], 1e-2);
+    });
+    // The rounding is visible: the f16 result is not the f32 one.
+    assert.ok(relError(f16[0], f32[0]).err > 1e-4, "f16 inputs must differ from the f32 ones");
+    // The default is unchanged: one dispatch, no cast.
+    const g = await gpu();
+    tidy(() => {
+      const x = tensor(xData, [batch, t, inF]);
+      const w = tensor(wData, [outF, inF]);
+      const before = g.counters.dispatches;
+      linear(x, w, tensor(bData, [outF]));
+      assert.equal(g.counters.dispatches - before, 1);
+      linear(x, w, undefined, { precision: "f16" });
+      assert.equal(g.counters.dispatches - before, 4, "two casts and the product");
+    });
+  },
 });

@@ -12,7 +12,10 @@ import { BufferPool } from "./buffer_pool.ts";
 
 /** A compute kernel: one entry point of one WGSL file, specialised by `override` constants. */
 export interface Kernel {
-  /** The shader file's name, for errors (`"matmul.wgsl"`). */
+  /**
+   * The shader file's name, for errors (`"matmul.wgsl"`). Pipelines are cached by file, entry and
+   * constants, so two texts built from one file need two names (`"matmul.wgsl (A f16, B f32)"`).
+   */
   file: string;
   /** The WGSL source. */
   code: string;

@@ -14,6 +14,8 @@
  * @module
  */
 
+import { halfToNumber, numberToHalf } from "../tensor/half.ts";
+
 /** The element types of the safetensors format that this reader knows. */
 export type SafetensorsDType =
   | "BOOL"
@@ -465,44 +467,6 @@ export function serializeSafetensors(
 
 const f32Scratch = new Float32Array(1);
 const u32Scratch = new Uint32Array(f32Scratch.buffer);
-
-/** IEEE half-precision bits to a number (subnormals, infinities and NaN included). */
-function halfToNumber(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 31) return mant === 0 ? sign * Infinity : NaN;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
-
-/** A number to IEEE half-precision bits, rounding to nearest even (overflow gives infinity). */
-function numberToHalf(value: number): number {
-  f32Scratch[0] = value;
-  const x = u32Scratch[0];
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 31) return sign | 0x7c00;
-  if (e <= 0) {
-    // Subnormal half (or zero): shift the mantissa with its implicit bit into place, rounding to even.
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    const rest = mant & ((1 << shift) - 1);
-    let m = mant >>> shift;
-    if (rest > half || (rest === half && (m & 1) === 1)) m++;
-    return sign | m;
-  }
-  let h = sign | (e << 10) | (mant >>> 13);
-  const rest = mant & 0x1fff;
-  // A carry out of the mantissa correctly bumps the exponent (up to infinity).
-  if (rest > 0x1000 || (rest === 0x1000 && (h & 1) === 1)) h++;
-  return h;
-}
 
 /** bfloat16 bits (the top half of an f32) to a number. */
 function bf16ToNumber(h: number): number {

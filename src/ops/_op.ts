@@ -3,6 +3,7 @@
  * @module
  */
 
+import type { Gpu } from "../gpu/device.ts";
 import { formatShape, type GradNode, isGradEnabled, type Tensor } from "../tensor/tensor.ts";
 
 /** Threads per workgroup of the 1-D elementwise kernels (the WGSL files use the same number). */
@@ -24,16 +25,61 @@ export function gradNode(
   return addendInput === undefined ? { op, inputs, backward } : { op, inputs, backward, addendInput };
 }
 
-/** Throws unless every tensor is f32: ops on values refuse token ids and indices. */
+/** `t` for messages, with its dtype even when it has a name. */
+function describe(t: Tensor): string {
+  return t.name === undefined ? `${t}` : `${t} (${t.dtype})`;
+}
+
+/** What to do instead, for a tensor whose dtype an op does not take. */
+function dtypeAdvice(t: Tensor): string {
+  return t.dtype === "i32"
+    ? "an i32 tensor holds ids or indices; use embedding() or gather() to turn ids into values"
+    : 'f16 is a storage type for matmul and linear operands; cast(x, "f32") first';
+}
+
+/** Throws unless every tensor is f32: ops on values refuse token ids and indices, and f16 storage. */
 export function expectF32(op: string, ...tensors: Tensor[]): void {
   tensors.forEach((t, i) => {
     if (t.dtype !== "f32") {
+      throw new TypeError(`${op}: expected f32 input but input ${i} is ${describe(t)}: ${dtypeAdvice(t)}`);
+    }
+  });
+}
+
+/** Throws unless every tensor is f32 or f16 (matmul's operands). */
+export function expectFloat(op: string, ...tensors: Tensor[]): void {
+  tensors.forEach((t, i) => {
+    if (t.dtype !== "f32" && t.dtype !== "f16") {
       throw new TypeError(
-        `${op}: expected f32 input but input ${i} is ${t}: an i32 tensor holds ids or indices; ` +
-          "use embedding() or gather() to turn ids into values",
+        `${op}: expected f32 or f16 input but input ${i} is ${describe(t)}: ${dtypeAdvice(t)}`,
       );
     }
   });
+}
+
+/** Throws unless every tensor has 32-bit elements (f32 or i32): for ops that move raw 32-bit words. */
+export function expect32Bit(op: string, ...tensors: Tensor[]): void {
+  tensors.forEach((t, i) => {
+    if (t.dtype === "f16") {
+      throw new TypeError(
+        `${op}: input ${i} is ${describe(t)}, but ${op} moves 32-bit elements (f32 or i32); ` +
+          'cast(x, "f32") first',
+      );
+    }
+  });
+}
+
+/** Throws, naming the adapter, unless the device has `shader-f16` (which f16 kernels need). */
+export function expectF16Support(op: string, gpu: Gpu): void {
+  if (!gpu.hasF16) {
+    const info = gpu.info as GPUAdapterInfo & { description?: string };
+    const adapter = info.description || [info.vendor, info.architecture].filter(Boolean).join(" ") ||
+      "unknown";
+    throw new Error(
+      `${op}: f16 tensors need the WebGPU feature 'shader-f16', which the adapter "${adapter}" does not ` +
+        'offer; keep this run in f32 (leave out precision: "f16" and f16 casts)',
+    );
+  }
 }
 
 /** Throws unless `t` is i32. */

@@ -12,7 +12,7 @@
 import code from "../../shaders/gather.wgsl" with { type: "text" };
 import { params } from "../gpu/device.ts";
 import { empty, formatShape, sizeOf, type Tensor } from "../tensor/tensor.ts";
-import { gradNode, grid1d } from "./_op.ts";
+import { expect32Bit, gradNode, grid1d } from "./_op.ts";
 
 const FILE = "gather.wgsl";
 
@@ -51,6 +51,7 @@ export function gather(x: Tensor, axis: number, indices: Tensor): Tensor {
       `gather: indices must be an i32 tensor, got ${indices}; make them with tensor(new Int32Array(ids), shape)`,
     );
   }
+  expect32Bit("gather", x);
   const a = checkAxis("gather", axis, x.shape);
   const dim = x.shape[a];
   const kCount = indices.size;

@@ -13,15 +13,20 @@
  * to save and restore a tuning. Products whose output is too small to keep the device busy split K into
  * chunks and sum them in a second, fixed-order pass.
  *
+ * Either operand may be stored as f16 (on devices with `shader-f16`): the kernels read it, widen every
+ * element to f32 and accumulate in f32, so the output (and the bias) are f32. `linear`'s `precision: "f16"`
+ * casts its operands to f16 for this. The backward reads each operand as stored and gives f32 gradients.
+ *
  * @module
  */
 
 import code from "../../shaders/matmul.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { params } from "../gpu/device.ts";
-import { empty, formatShape, getGpu, noGrad, sizeOf, type Tensor } from "../tensor/tensor.ts";
+import { empty, formatShape, getGpu, noGrad, sizeOf, type Tensor, tidy } from "../tensor/tensor.ts";
 import { broadcastTo } from "./binary.ts";
-import { broadcastShapes, expectF32, gradNode, grid1d } from "./_op.ts";
+import { cast } from "./cast.ts";
+import { broadcastShapes, expectF16Support, expectFloat, gradNode, grid1d } from "./_op.ts";
 import { adapterKey, isCpuAdapter, timeCandidates } from "./_autotune.ts";
 import { sumTo } from "./reduce.ts";
 import { reshape } from "./reshape.ts";
@@ -491,6 +496,42 @@ interface Dims {
   outBatch: number[];
 }
 
+/** The module text and its file name for one pair of element types of A and B. */
+interface Build {
+  file: string;
+  code: string;
+}
+
+const builds = new Map<string, Build>();
+
+/**
+ * The matmul module for A and B stored as f32 or f16: `shaders/matmul.wgsl` as it is for two f32 operands,
+ * else the same text with `AVec` and/or `BVec` set to `vec4<f16>` and `enable f16;` put first, on the first
+ * line so that compiler messages keep their line numbers (see "Element types" in the shader). Pipelines are
+ * cached by file name, entry and constants, so each build has its own name.
+ */
+function build(aF16: boolean, bF16: boolean): Build {
+  const key = `${aF16 ? "f16" : "f32"} ${bF16 ? "f16" : "f32"}`;
+  let found = builds.get(key);
+  if (found === undefined) {
+    let text = code;
+    if (aF16 || bF16) {
+      for (const [alias, f16] of [["AVec", aF16], ["BVec", bF16]] as const) {
+        const line = `alias ${alias} = vec4<f32>;`;
+        if (!text.includes(line)) throw new Error(`matmul.wgsl: the line "${line}" is missing`);
+        if (f16) text = text.replace(line, `alias ${alias} = vec4<f16>;`);
+      }
+      text = `enable f16; ${text}`;
+    }
+    found = {
+      file: aF16 || bF16 ? `matmul.wgsl (A ${key.replace(" ", ", B ")})` : "matmul.wgsl",
+      code: text,
+    };
+    builds.set(key, found);
+  }
+  return found;
+}
+
 /** Records the kernel launch(es) computing `out` (no autograd). */
 function launch(
   a: Tensor,
@@ -509,25 +550,27 @@ function launch(
   const gpu = a.gpu;
   if (batchLayout(dims.aBatch, dims.bBatch, dims.outBatch, m * k, k * n).shape.length > MAX_BATCH_DIMS) {
     // Rare: more alternating broadcast patterns than the kernel's uniform holds. Materialise both operands
-    // over the full batch, which then merges into one dim.
-    noGrad(() => {
-      const full = (x: Tensor, rows: number, cols: number) => broadcastTo(x, [...dims.outBatch, rows, cols]);
-      const a2 = full(a, transA ? k : m, transA ? m : k);
-      const b2 = full(b, transB ? n : k, transB ? k : n);
-      launch(
-        a2,
-        b2,
-        out,
-        { ...dims, aBatch: dims.outBatch, bBatch: dims.outBatch },
-        transA,
-        transB,
-        bias,
-        tiles,
-        splitK,
-      );
-      a2.dispose();
-      b2.dispose();
-    });
+    // over the full batch, which then merges into one dim (an f16 operand widened to f32 first, exactly:
+    // broadcastTo moves f32 values).
+    noGrad(() =>
+      tidy(() => {
+        const full = (x: Tensor, rows: number, cols: number) =>
+          broadcastTo(cast(x, "f32"), [...dims.outBatch, rows, cols]);
+        const a2 = full(a, transA ? k : m, transA ? m : k);
+        const b2 = full(b, transB ? n : k, transB ? k : n);
+        launch(
+          a2,
+          b2,
+          out,
+          { ...dims, aBatch: dims.outBatch, bBatch: dims.outBatch },
+          transA,
+          transB,
+          bias,
+          tiles,
+          splitK,
+        );
+      })
+    );
     return;
   }
   if (tiles) checkTiles(gpu, tiles);
@@ -545,12 +588,15 @@ function launch(
   } else {
     splits = splitCount(tuning.splitBelow, gridOf(t, m, n), k, batch);
   }
-  record(gpu, a.buffer, b.buffer, out.buffer, dims, transA, transB, bias?.buffer, t, splits);
+  record(gpu, a.buffer, b.buffer, out.buffer, dims, transA, transB, bias?.buffer, t, splits, {
+    aF16: a.dtype === "f16",
+    bF16: b.dtype === "f16",
+  });
 }
 
 /**
  * Records the dispatches of one product on raw buffers with a fixed tile shape and split count: the
- * forward kernel over every batch (or K chunk), and the split-K sum.
+ * forward kernel over every batch (or K chunk), and the split-K sum. `types` says which operands hold f16.
  */
 function record(
   gpu: Gpu,
@@ -563,6 +609,7 @@ function record(
   bias: GPUBuffer | undefined,
   t: MatmulTiles,
   splits: number,
+  types: { aF16: boolean; bF16: boolean } = { aF16: false, bF16: false },
 ): void {
   const { m, n, k } = dims;
   const batch = sizeOf(dims.outBatch);
@@ -610,8 +657,7 @@ function record(
     constants.K_WHOLE = k % 4 === 0 ? 1 : 0;
   } else constants.TILE_K = t.tileK!;
   const kernel = {
-    file: "matmul.wgsl",
-    code,
+    ...build(types.aF16, types.bF16),
     entry: regs ? "matmul_forward_regs" : "matmul_forward",
     constants,
   };
@@ -652,15 +698,18 @@ function record(
 /**
  * Matrix product of the last two dims, batched over the leading dims with NumPy broadcasting:
  * `op(a) @ op(b) + bias`, where `op` transposes an operand when its option says so (the kernel reads it
- * transposed; nothing is copied).
+ * transposed; nothing is copied). Either operand may be f16 (see {@link cast}): it is read as stored and
+ * widened to f32, the sums are f32, and the result is f32.
  *
- * @param a `[..., M, K]`, or `[..., K, M]` with `transposeA`; rank >= 2, f32.
- * @param b `[..., K, N]`, or `[..., N, K]` with `transposeB`; rank >= 2, f32.
- * @param options See {@link MatmulOptions}; `bias` is `[N]`.
- * @returns `[...batch, M, N]` where `batch` is the broadcast of both operands' leading dims.
+ * @param a `[..., M, K]`, or `[..., K, M]` with `transposeA`; rank >= 2, f32 or f16.
+ * @param b `[..., K, N]`, or `[..., N, K]` with `transposeB`; rank >= 2, f32 or f16.
+ * @param options See {@link MatmulOptions}; `bias` is `[N]`, f32.
+ * @returns `[...batch, M, N]` where `batch` is the broadcast of both operands' leading dims, f32. The
+ * gradients of `a` and `b` are f32 whatever their dtype.
  * @throws {RangeError} When the inner dims differ, the batch dims do not broadcast, an operand has rank < 2
  * or the bias is not `[N]`.
- * @throws {TypeError} When an input is not f32.
+ * @throws {TypeError} When an operand is i32 or the bias is not f32.
+ * @throws {Error} When an operand is f16 and the device has no `shader-f16`.
  *
  * @example A 2x3 times a 3x2
  * ```ts
@@ -680,13 +729,28 @@ function record(
  * const scores = matmul(q, k, { transposeB: true });
  * if (scores.shape.join() !== "2,4,5,5") throw new Error("[B, H, T, T]");
  * ```
+ *
+ * @example An f16 weight: f16 storage, f32 sums and output
+ * ```ts
+ * import { matmul, requestGpu, setGpu, tensor } from "../../mod.ts";
+ * const gpu = await requestGpu();
+ * setGpu(gpu);
+ * if (gpu.hasF16) {
+ *   const w = tensor([0.1, 0.2, 0.3, 0.4], [2, 2], { dtype: "f16" }); // stored rounded to f16
+ *   const y = matmul(tensor([1, 1], [1, 2]), w);
+ *   console.log(y.dtype, await y.toArray()); // "f32" [0.4000244140625, 0.599853515625]
+ * }
+ * ```
  */
 export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tensor {
   const transA = options.transposeA ?? false;
   const transB = options.transposeB ?? false;
   const bias = options.bias;
-  if (bias) expectF32("matmul", a, b, bias);
-  else expectF32("matmul", a, b);
+  expectFloat("matmul", a, b);
+  if (bias && bias.dtype !== "f32") {
+    throw new TypeError(`matmul: the bias must be f32 (it is added to the f32 output), got ${bias}`);
+  }
+  if (a.dtype === "f16" || b.dtype === "f16") expectF16Support("matmul", a.gpu);
   if (a.rank < 2 || b.rank < 2) {
     throw new RangeError(
       `matmul: operands need rank >= 2, got ${formatShape(a.shape)} @ ${formatShape(b.shape)}; ` +
@@ -779,15 +843,29 @@ function matmulGradB(a: Tensor, b: Tensor, dc: Tensor, transA: boolean, transB: 
   return sumTo(full, b.shape);
 }
 
+/** Options for {@link linear}. */
+export interface LinearOptions {
+  /**
+   * How the operands are stored for the product. `"f16"` casts `x` and `weight` to f16 (each that is not
+   * f16 already; needs `shader-f16`) and multiplies them with f32 sums: the output is f32, the f32 bias is
+   * added in the kernel, and the gradients reach `x` and `weight` as f32. `"f32"` uses the operands as they
+   * are (an f16 operand is still read as f16).
+   * @default {"f32"}
+   */
+  precision?: "f32" | "f16";
+}
+
 /**
  * PyTorch's `F.linear`: `x @ weight^T + bias`, as one matmul launch (transposed weight, bias in the
- * kernel's epilogue) on `x` flattened to 2-D.
+ * kernel's epilogue) on `x` flattened to 2-D; with `precision: "f16"`, on f16 copies of `x` and `weight`.
  *
- * @param x `[..., in]`, f32.
- * @param weight `[out, in]`, f32 (PyTorch's layout).
- * @param bias `[out]`, optional.
- * @returns `[..., out]`.
+ * @param x `[..., in]`, f32 or f16.
+ * @param weight `[out, in]`, f32 or f16 (PyTorch's layout).
+ * @param bias `[out]`, f32, optional.
+ * @param options See {@link LinearOptions}.
+ * @returns `[..., out]`, f32.
  * @throws {RangeError} When `weight` is not 2-D or its `in` differs from `x`'s last dim.
+ * @throws {Error} With f16 operands or `precision: "f16"` on a device without `shader-f16`.
  *
  * @example A 3-D input through a 4 -> 2 layer
  * ```ts
@@ -798,8 +876,19 @@ function matmulGradB(a: Tensor, b: Tensor, dc: Tensor, transA: boolean, transB: 
  * const y = linear(x, w, tensor([1, -1]));
  * console.log(y.shape, await y.toArray()); // [2, 3, 2], [1, -1, 1, -1, ...]
  * ```
+ *
+ * @example f16 operands, f32 accumulation
+ * ```ts
+ * import { linear, requestGpu, setGpu, tensor } from "../../mod.ts";
+ * const gpu = await requestGpu();
+ * setGpu(gpu);
+ * if (gpu.hasF16) {
+ *   const y = linear(tensor([0.1, 0.2], [1, 2]), tensor([1, 1], [1, 2]), undefined, { precision: "f16" });
+ *   console.log(y.dtype, await y.toArray()); // "f32" [0.2999267578125]: 0.1 and 0.2 rounded to f16
+ * }
+ * ```
  */
-export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor, options: LinearOptions = {}): Tensor {
   if (weight.rank !== 2 || x.rank < 1 || x.shape[x.rank - 1] !== weight.shape[1]) {
     throw new RangeError(
       `linear: expected x [..., in] and weight [out, in], got x ${formatShape(x.shape)} and weight ${
@@ -809,7 +898,13 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   }
   const inFeatures = weight.shape[1];
   const outFeatures = weight.shape[0];
+  const precision = options.precision ?? "f32";
+  if (precision !== "f32" && precision !== "f16") {
+    throw new RangeError(`linear: precision must be "f32" or "f16", got ${JSON.stringify(precision)}`);
+  }
   const x2 = reshape(x, [sizeOf(x.shape.slice(0, -1)), inFeatures]);
-  const y2 = matmul(x2, weight, { transposeB: true, bias });
+  const y2 = precision === "f16"
+    ? matmul(cast(x2, "f16"), cast(weight, "f16"), { transposeB: true, bias })
+    : matmul(x2, weight, { transposeB: true, bias });
   return reshape(y2, [...x.shape.slice(0, -1), outFeatures]);
 }

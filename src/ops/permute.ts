@@ -10,7 +10,7 @@
 import code from "../../shaders/permute.wgsl" with { type: "text" };
 import { params } from "../gpu/device.ts";
 import { empty, formatShape, type Tensor } from "../tensor/tensor.ts";
-import { gradNode, grid1d, stridesOf } from "./_op.ts";
+import { expect32Bit, gradNode, grid1d, stridesOf } from "./_op.ts";
 
 const MAX_RANK = 8;
 
@@ -47,6 +47,7 @@ function checkAxes(op: string, axes: readonly number[], shape: readonly number[]
  * ```
  */
 export function permute(x: Tensor, axes: readonly number[]): Tensor {
+  expect32Bit("permute", x);
   const perm = checkAxes("permute", axes, x.shape);
   if (perm.length > MAX_RANK) {
     throw new RangeError(

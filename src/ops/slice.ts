@@ -10,7 +10,7 @@
 import code from "../../shaders/slice.wgsl" with { type: "text" };
 import { params } from "../gpu/device.ts";
 import { empty, formatShape, sizeOf, type Tensor } from "../tensor/tensor.ts";
-import { gradNode, grid1d } from "./_op.ts";
+import { expect32Bit, gradNode, grid1d } from "./_op.ts";
 
 /** A non-negative axis, or an error naming the op, the axis and the shape. */
 function checkAxis(op: string, axis: number, shape: readonly number[]): number {
@@ -63,6 +63,7 @@ function dispatch(
  * ```
  */
 export function slice(x: Tensor, axis: number, start: number, end?: number): Tensor {
+  expect32Bit("slice", x);
   const a = checkAxis("slice", axis, x.shape);
   const dim = x.shape[a];
   const s = bound("slice", "start", start, dim);
@@ -102,6 +103,7 @@ export function slice(x: Tensor, axis: number, start: number, end?: number): Ten
  */
 export function concat(tensors: readonly Tensor[], axis: number): Tensor {
   if (tensors.length === 0) throw new RangeError("concat: expected at least one tensor, got none");
+  expect32Bit("concat", ...tensors);
   const first = tensors[0];
   const a = checkAxis("concat", axis, first.shape);
   for (const t of tensors) {

@@ -9,9 +9,14 @@
  */
 
 import type { Gpu } from "../gpu/device.ts";
+import { halfToNumber, numberToHalf } from "./half.ts";
 
-/** Element types: `f32` for values, `i32` for token ids and indices. Both take 4 bytes. */
-export type DType = "f32" | "i32";
+/**
+ * Element types: `f32` for values, `i32` for token ids and indices (4 bytes each), and `f16` (2 bytes), a
+ * storage type for matmul and linear operands: `matmul` reads it and accumulates in f32, `cast` converts,
+ * and the other ops take f32 only. Gradients are always f32, also the gradient of an f16 tensor.
+ */
+export type DType = "f32" | "i32" | "f16";
 
 /** How a tensor's gradient flows back to its inputs (set by the op that made it). */
 export interface GradNode {
@@ -208,6 +213,14 @@ interface Storage {
   refs: number;
 }
 
+/**
+ * The bytes a buffer needs for `size` elements of `dtype`: 4 a value, 2 for f16 (two to a 32-bit word, the
+ * count rounded up to whole words), at least 4.
+ */
+function bytesFor(size: number, dtype: DType): number {
+  return Math.max(4, dtype === "f16" ? Math.ceil(size / 2) * 4 : size * 4);
+}
+
 /** Product of the dimensions (1 for a 0-dim shape). */
 export function sizeOf(shape: readonly number[]): number {
   let n = 1;
@@ -290,7 +303,11 @@ export class Tensor {
     return this.#storage === null;
   }
 
-  /** The GPU buffer (at least `size * 4` bytes; pool buffers may be larger). */
+  /**
+   * The GPU buffer: at least `size * 4` bytes, or `size * 2` rounded up to a multiple of 4 for f16 (element
+   * `i` in the low half of word `i / 2` when `i` is even, the high half when odd); pool buffers may be
+   * larger.
+   */
   get buffer(): GPUBuffer {
     return this.#live().buffer;
   }
@@ -314,11 +331,19 @@ export class Tensor {
     return new Tensor(storage, shape, this.dtype, { node, requiresGrad: node !== null });
   }
 
-  /** Copies the values to the CPU. Waits for the GPU: keep it out of training steps. */
+  /**
+   * Copies the values to the CPU (an f16 tensor's as a `Float32Array` of its exact values). Waits for the
+   * GPU: keep it out of training steps.
+   */
   async toArray(): Promise<Float32Array | Int32Array> {
     const storage = this.#live();
-    const bytes = await storage.gpu.read(storage.buffer, this.size * 4);
-    return this.dtype === "i32" ? new Int32Array(bytes) : new Float32Array(bytes);
+    const bytes = await storage.gpu.read(storage.buffer, bytesFor(this.size, this.dtype));
+    if (this.dtype === "i32") return new Int32Array(bytes, 0, this.size);
+    if (this.dtype === "f32") return new Float32Array(bytes, 0, this.size);
+    const bits = new Uint16Array(bytes, 0, this.size);
+    const out = new Float32Array(this.size);
+    for (let i = 0; i < out.length; i++) out[i] = halfToNumber(bits[i]);
+    return out;
   }
 
   /** The value of a one-element tensor. */
@@ -365,7 +390,8 @@ export class Tensor {
 /** Options for {@link tensor} and friends. */
 export interface TensorOptions {
   /**
-   * The element type; an `Int32Array` makes `i32` by default.
+   * The element type; an `Int32Array` makes `i32` by default. `f16` stores the values rounded to the
+   * nearest f16 (ties to even).
    * @default {"f32"}
    */
   dtype?: DType;
@@ -397,6 +423,8 @@ export interface TensorOptions {
  * setGpu(gpu);
  * const ids = tensor(new Int32Array([3, 1]), [2]);
  * if (ids.dtype !== "i32") throw new Error("Int32Array gives i32");
+ * const half = tensor([1 + 2 ** -11, 0.1], [2], { dtype: "f16" });
+ * console.log(await half.toArray()); // [1, 0.0999755859375]: rounded to f16
  * gpu.destroy();
  * ```
  */
@@ -410,13 +438,24 @@ export function tensor(
   if (sizeOf(shape) !== data.length) {
     throw new RangeError(`Cannot make a tensor of shape ${formatShape(shape)} from ${data.length} values`);
   }
-  const values = dtype === "i32" ? Int32Array.from(data) : Float32Array.from(data);
+  const values = dtype === "i32"
+    ? Int32Array.from(data)
+    : dtype === "f16"
+    ? halfWords(data)
+    : Float32Array.from(data);
   const gpu = getGpu();
   const storage = { buffer: gpu.upload(values), gpu, refs: 1 };
   return new Tensor(storage, shape, dtype, {
     requiresGrad: options.requiresGrad ?? false,
     name: options.name,
   });
+}
+
+/** Values as f16 bits, two to a 32-bit word (an even count, so the upload is whole words). */
+function halfWords(data: ArrayLike<number>): Uint16Array {
+  const bits = new Uint16Array(data.length + (data.length % 2));
+  for (let i = 0; i < data.length; i++) bits[i] = numberToHalf(data[i]);
+  return bits;
 }
 
 /**
@@ -441,7 +480,7 @@ export function tensor(
 export function empty(shape: readonly number[], dtype: DType = "f32", node: GradNode | null = null): Tensor {
   checkShape(shape);
   const gpu = getGpu();
-  const storage = { buffer: gpu.alloc(Math.max(4, sizeOf(shape) * 4)), gpu, refs: 1 };
+  const storage = { buffer: gpu.alloc(bytesFor(sizeOf(shape), dtype)), gpu, refs: 1 };
   return new Tensor(storage, shape, dtype, { node });
 }
 
