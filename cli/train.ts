@@ -37,6 +37,10 @@ const OPTIONS = {
   "warmup-steps": ["string", "linear warmup steps"],
   "weight-decay": ["string", "AdamW weight decay (2-D and larger parameters only)"],
   "grad-clip": ["string", "clip the global gradient norm to this (0: off)"],
+  precision: [
+    "string",
+    "f32, or f16: linear layers read f16 copies of inputs and weights (needs shader-f16)",
+  ],
   "log-every": ["string", "read metrics back every N steps"],
   "checkpoint-every": ["string", "write a checkpoint every N steps"],
   "train-count": ["string", "mosaic scenes to train on"],
@@ -130,6 +134,7 @@ async function configFrom(flags: Flags): Promise<TrainConfig> {
     warmupSteps: num(flags, "warmup-steps"),
     weightDecay: num(flags, "weight-decay"),
     gradClip: num(flags, "grad-clip"),
+    precision: flags.precision as TrainConfig["precision"] | undefined,
     logEvery: num(flags, "log-every"),
     checkpointEvery: num(flags, "checkpoint-every"),
     trainCount: num(flags, "train-count"),

@@ -133,6 +133,38 @@ Deno.test("with skipNonfinite, non-finite steps are skipped on the GPU and count
   await Deno.remove(out, { recursive: true });
 });
 
+Deno.test("train() with --precision f16 trains in f16 storage: finite losses near the f32 run's, saved in config.json", async () => {
+  const device = await gpu();
+  const dirs = [await tempDir(), await tempDir()];
+  const run = async (precision: "f32" | "f16", out: string) => {
+    const config = resolveConfig("cpu-tiny", { ...MICRO, steps: 3, checkpointEvery: 3, precision });
+    if (precision === "f16" && !device.hasF16) {
+      let message = "";
+      try {
+        await train(config, { out });
+      } catch (e) {
+        message = (e as Error).message;
+      }
+      assert(message.includes("needs the WebGPU feature shader-f16"), message);
+      return null;
+    }
+    const r = await train(config, { out });
+    r.model.dispose();
+    return r;
+  };
+  const full = await run("f32", dirs[0]), half = await run("f16", dirs[1]);
+  if (half !== null) {
+    const saved = JSON.parse(await Deno.readTextFile(`${dirs[1]}/config.json`));
+    assertEquals(saved.precision, "f16");
+    for (let i = 0; i < 3; i++) {
+      const [a, b] = [full!.metrics[i].loss, half.metrics[i].loss];
+      assert(Number.isFinite(b) && Math.abs(a - b) < 1e-2 * Math.abs(a), `step ${i + 1}: f32 ${a}, f16 ${b}`);
+    }
+    assert(full!.metrics[0].loss !== half.metrics[0].loss, "f16 gave the f32 loss to the bit: not in effect");
+  }
+  for (const d of dirs) await Deno.remove(d, { recursive: true });
+});
+
 Deno.test("validateTrainConfig() refuses configs that cannot work, saying what to change", () => {
   const message = (overrides: TrainOverrides) => {
     try {
@@ -162,6 +194,7 @@ Deno.test("validateTrainConfig() refuses configs that cannot work, saying what t
   );
   assert(message({ smallSize: 0.6, largeSize: 0.5 }).includes("0 < --small-size <= --large-size <= 1"));
   assert(message({ grid: 0 }).includes("--grid must be an integer >= 1"));
+  assert(message({ precision: "f64" as "f32" }).includes(`--precision must be "f32" or "f16"`));
   assert(message({}) === "", "the preset itself is valid");
   let unknown = "";
   try {

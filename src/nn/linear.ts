@@ -48,6 +48,6 @@ export class Linear extends Module {
 
   /** `x [..., in]` → `[..., out]`. */
   forward(x: Tensor): Tensor {
-    return linear(x, this.weight, this.bias ?? undefined);
+    return linear(x, this.weight, this.bias ?? undefined, { precision: this.precision });
   }
 }

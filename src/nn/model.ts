@@ -68,7 +68,7 @@ export class Attention extends Module {
    * @returns `[B, T, w]`.
    */
   forward(x: Tensor, causal = false): Tensor {
-    const qkv = linear(x, this.inProjWeight, this.inProjBias); // [B, T, 3w]: q, k, v, heads in place
+    const qkv = linear(x, this.inProjWeight, this.inProjBias, { precision: this.precision }); // [B, T, 3w]
     return this.outProj.forward(packedAttention(qkv, this.heads, { causal }));
   }
 }
@@ -206,7 +206,7 @@ export class VisionTransformer extends Module {
     const b = images.shape[0];
     const grid = reshape(images, [b, 3, g, p, g, p]);
     const patches = reshape(permute(grid, [0, 2, 4, 1, 3, 5]), [b, g * g, 3 * p * p]);
-    const x = linear(patches, reshape(this.conv1, [w, 3 * p * p])); // [B, g*g, W]
+    const x = linear(patches, reshape(this.conv1, [w, 3 * p * p]), undefined, { precision: this.precision }); // [B, g*g, W]
     const cls = broadcastTo(reshape(this.classEmbedding, [1, 1, w]), [b, 1, w]);
     const tokens = add(concat([cls, x], 1), this.positionalEmbedding); // [B, N, W]
     return this.transformer.forward(this.lnPre.forward(tokens));
@@ -404,7 +404,8 @@ export class Prompter extends Module {
     const attn = this.block.attn;
     const kvWeight = slice(attn.inProjWeight, 0, w, 3 * w); // rows k, v of in_proj
     const kvBias = slice(attn.inProjBias, 0, w, 3 * w);
-    const kv = splitHeads(linear(this.block.ln1.forward(tokens), kvWeight, kvBias), 2 * heads); // [B, 2H, N, d]
+    const precision = this.precision;
+    const kv = splitHeads(linear(this.block.ln1.forward(tokens), kvWeight, kvBias, { precision }), 2 * heads); // [B, 2H, N, d]
     const [b, , n, d] = kv.shape;
     const keys = reshape(slice(kv, 1, 0, heads), [b, heads, 1, n, d]);
     const values = reshape(slice(kv, 1, heads, 2 * heads), [b, heads, 1, n, d]);
@@ -421,7 +422,9 @@ export class Prompter extends Module {
     const heads = this.config.prompter.heads;
     // [B, M, P, 3W] → [B, M, 3H, P, d] → per head, then move heads before slots: [B, H, M, P, d].
     const qkv = splitHeads(
-      linear(this.block.ln1.forward(prompts), attn.inProjWeight, attn.inProjBias),
+      linear(this.block.ln1.forward(prompts), attn.inProjWeight, attn.inProjBias, {
+        precision: this.precision,
+      }),
       3 * heads,
     );
     const part = (i: number) => permute(slice(qkv, 2, i * heads, (i + 1) * heads), [0, 2, 1, 3, 4]);

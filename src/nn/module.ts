@@ -7,6 +7,9 @@
 
 import { formatShape, keep, sizeOf, type Tensor, tensor } from "../tensor/tensor.ts";
 
+/** The storage of matmul operands in linear layers (see {@link Module.precision}). */
+export type Precision = "f32" | "f16";
+
 /** Values for one parameter on the CPU, as a checkpoint holds them. */
 export interface HostTensor {
   /** The dimensions. */
@@ -32,6 +35,36 @@ export interface HostTensor {
 export class Module {
   #params = new Map<string, Tensor>();
   #children = new Map<string, Module>();
+  #precision: Precision = "f32";
+
+  /**
+   * How this module's linear layers store their matmul operands: `"f32"`, or `"f16"` (f16 copies of the
+   * input and the weight, f32 accumulation and output; needs the adapter's `shader-f16`). Parameters,
+   * gradients and the optimizer stay f32 either way. Set with {@link Module.setPrecision}.
+   */
+  get precision(): Precision {
+    return this.#precision;
+  }
+
+  /**
+   * Sets {@link Module.precision} on this module and every sub-module.
+   *
+   * @example
+   * ```ts
+   * import { Linear, requestGpu, Rng, setGpu } from "../../mod.ts";
+   * setGpu(await requestGpu());
+   * const fc = new Linear(4, 2, new Rng(0));
+   * fc.setPrecision("f16");
+   * if (fc.precision !== "f16") throw new Error("not set");
+   * ```
+   */
+  setPrecision(precision: Precision): void {
+    if (precision !== "f32" && precision !== "f16") {
+      throw new RangeError(`precision must be "f32" or "f16", got ${JSON.stringify(precision)}`);
+    }
+    this.#precision = precision;
+    for (const child of this.#children.values()) child.setPrecision(precision);
+  }
 
   /** Registers a trainable parameter with its initial values; it lives until {@link Module.dispose}. */
   protected param(name: string, shape: readonly number[], init: Float32Array): Tensor {

@@ -56,6 +56,11 @@ export interface TrainConfig {
   eps: number;
   /** Gradients are scaled down when their global L2 norm exceeds this (0 disables). */
   gradClip: number;
+  /**
+   * How the linear layers store their matmul operands: "f32", or "f16" (f32 accumulation; needs the
+   * adapter's `shader-f16`; parameters, gradients and AdamW stay f32). See `Module.precision`.
+   */
+  precision: "f32" | "f16";
   /** Seed of the initialisation and of the data order. */
   seed: number;
   /** Metrics are read back (one readback) every this many steps. */
@@ -109,6 +114,7 @@ export const PRESETS: Record<string, TrainConfig> = {
     betas: [0.9, 0.98],
     eps: 1e-6,
     gradClip: 1.0,
+    precision: "f32",
     seed: 0,
     logEvery: 20,
     checkpointEvery: 200,
@@ -151,6 +157,7 @@ export const PRESETS: Record<string, TrainConfig> = {
     betas: [0.9, 0.98],
     eps: 1e-6,
     gradClip: 1.0,
+    precision: "f32",
     seed: 0,
     logEvery: 25,
     checkpointEvery: 500,
@@ -193,6 +200,7 @@ export const PRESETS: Record<string, TrainConfig> = {
     betas: [0.9, 0.98],
     eps: 1e-6,
     gradClip: 1.0,
+    precision: "f32",
     seed: 0,
     logEvery: 50,
     checkpointEvery: 1000,
@@ -321,6 +329,9 @@ export function validateTrainConfig(config: TrainConfig): TrainConfig {
   pos("weightDecay");
   pos("gradClip");
   pos("eps");
+  if (config.precision !== "f32" && config.precision !== "f16") {
+    problems.push(`--precision must be "f32" or "f16", got "${config.precision}"`);
+  }
   if (config.mode !== "cloc" && config.mode !== "clip") {
     problems.push(`--mode must be "cloc" or "clip", got "${config.mode}"`);
   }

@@ -324,7 +324,11 @@ export async function train(config: TrainConfig, options: TrainOptions): Promise
   let resumed: Awaited<ReturnType<typeof loadCheckpoint>> | null = null;
   if (options.resume) {
     resumed = await loadCheckpoint(out);
-    config = { ...resumed.config, steps: config.steps ?? resumed.config.steps };
+    config = {
+      ...resumed.config,
+      precision: resumed.config.precision ?? "f32", // runs saved before the setting existed ran in f32
+      steps: config.steps ?? resumed.config.steps,
+    };
     tokenizer = resumed.tokenizer;
     start = resumed.state.step;
     say(`resuming ${out} at step ${start}`);
@@ -356,7 +360,15 @@ export async function train(config: TrainConfig, options: TrainOptions): Promise
   });
 
   // 3. Model and optimizer.
+  if (config.precision === "f16" && !gpu.hasF16) {
+    throw new Error(
+      `--precision f16 needs the WebGPU feature shader-f16, which the adapter "${
+        gpu.info.description || gpu.info.vendor
+      }" does not offer: train with --precision f32`,
+    );
+  }
   const model = new Cloc(config.model, new Rng(config.seed));
+  model.setPrecision(config.precision);
   const named = model.namedParameters();
   const optimizer = new AdamW(named.map(([name, tensor]) => ({ name, tensor })), {
     lr: config.lr,
