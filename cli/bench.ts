@@ -90,7 +90,7 @@ const QUICK: Plan = {
   matmulSizes: [256, 512, 1024],
   transposedSize: 512,
   attention: [VIT, TEXT],
-  repeats: 2,
+  repeats: 3,
   warmupSteps: 3,
   steps: 3,
   tfjsSteps: 2,
@@ -306,6 +306,8 @@ interface StepReport {
   parameters: number;
   images_per_s: number;
   ms_per_step: number;
+  /** The same step with `--precision f16` (f16 copies of the linear layers' operands); null without f16. */
+  f16_images_per_s: number | null;
   /** JS time to record a step (the `tidy` scope); the rest of the wall time is the device's. */
   js_ms_per_step: number;
   /** Time inside `gpu.flush()` (the submit; blocks when the driver makes it wait for earlier work). */
@@ -877,6 +879,11 @@ async function benchStep(gpu: Gpu, plan: Plan, python: string): Promise<StepRepo
   await forwardOnce();
   const forwardSeconds = await best(2, forwardOnce);
 
+  // The timed steps' losses go into one GPU buffer, made before the warm-up so that the warm-up settles the
+  // pool with it in place (a loss tensor kept per step would hold a pool buffer each and shift the next
+  // step's buffers and bind groups).
+  const history = zeros([plan.steps]);
+
   // Which kernels one step dispatches: the instance's dispatch, wrapped for one step, keeps each one.
   const recorded: Dispatch[] = [];
   const dispatch = gpu.dispatch;
@@ -889,10 +896,8 @@ async function benchStep(gpu: Gpu, plan: Plan, python: string): Promise<StepRepo
   for (let i = 1; i < plan.warmupSteps; i++) clocgpuStep(model, opt, batch, lr).dispose();
   await gpu.sync();
 
-  // Timed: steps back to back, losses copied into one GPU buffer (a loss tensor kept per step would hold a
-  // pool buffer each, and shift the next step's buffers and bind groups), one wait at the end.
+  // Timed: steps back to back, one wait at the end.
   const before = gpu.memory;
-  const history = zeros([plan.steps]);
   gpu.resetCounters();
   let recordMs = 0, submitMs = 0;
   const t0 = performance.now();
@@ -926,6 +931,23 @@ async function benchStep(gpu: Gpu, plan: Plan, python: string): Promise<StepRepo
         trained.at(-1)?.toFixed(4)
       }`,
   );
+
+  // The same step with f16 storage in the linear layers (`--precision f16`), where the adapter offers it.
+  let f16Images: number | null = null;
+  if (gpu.hasF16) {
+    model.setPrecision("f16");
+    for (let i = 0; i < plan.warmupSteps; i++) recordStep(model, opt, batch, lr).dispose();
+    await gpu.sync();
+    const t1 = performance.now();
+    for (let i = 0; i < plan.steps; i++) {
+      recordStep(model, opt, batch, lr).dispose();
+      gpu.flush();
+    }
+    await gpu.sync();
+    f16Images = BENCH_BATCH.batchSize * plan.steps / ((performance.now() - t1) / 1e3);
+    model.setPrecision("f32");
+    log(`step clocgpu --precision f16: ${f16Images.toFixed(1)} images/s`);
+  }
 
   // Where the GPU time goes: a timestamped replay of the recorded step. It reruns AdamW on the model, so it
   // comes after everything measured on the model.
@@ -1024,6 +1046,7 @@ async function benchStep(gpu: Gpu, plan: Plan, python: string): Promise<StepRepo
     parameters: model.parameterCount(),
     images_per_s: images,
     ms_per_step: seconds * 1e3,
+    f16_images_per_s: f16Images,
     js_ms_per_step: per(recordMs),
     submit_ms_per_step: per(submitMs),
     forward_ms: forwardSeconds * 1e3,
@@ -1096,6 +1119,7 @@ function table(r: BenchReport): string {
       `${s.parameters} parameters`,
     `                  images/s   ms/step  JS ms/step`,
     row("clocgpu", s.images_per_s, s.ms_per_step, s.js_ms_per_step, ""),
+    row("clocgpu f16", s.f16_images_per_s, null, null, "   (--precision f16)"),
     row(
       "tfjs (webgpu)",
       s.tfjs_images_per_s,

@@ -88,13 +88,15 @@ Deno.test("the Prompter's cached image keys and values give the same outputs as 
   model.dispose();
 });
 
-Deno.test("a CLOC training step builds no bind group once warm: the pool returns the same buffers every step", async () => {
+Deno.test("100 CLOC training steps: one submit each, no readback, no new bind group and no new memory once warm", async () => {
   const device = await gpu();
   const model = new Cloc(TINY_CONFIG, new ops.Rng(2));
   const opt = new ops.AdamW(model.namedParameters().map(([name, tensor]) => ({ name, tensor })));
   const batch = randomBatch(2, 2, 3);
   const created: number[] = [];
-  for (let i = 0; i < 4; i++) {
+  let warm = device.memory;
+  for (let i = 0; i < 100; i++) {
+    if (i === 3) warm = device.memory;
     device.resetCounters();
     ops.tidy(() => {
       const out = model.forward(batch);
@@ -104,10 +106,13 @@ Deno.test("a CLOC training step builds no bind group once warm: the pool returns
     });
     device.flush();
     created.push(device.counters.bindGroups);
+    assertEquals([device.counters.submits, device.counters.readbacks], [1, 0], `step ${i + 1}`);
   }
   await device.sync();
-  assert(created[0] > 50, `the first step builds its bind groups: ${created}`);
-  assertEquals(created.slice(2), [0, 0], `bind groups built per step: ${created}`);
+  assert(created[0] > 50, `the first step builds its bind groups: ${created.slice(0, 5)}`);
+  assertEquals(created.slice(3).filter((n) => n > 0), [], "bind groups built after the third step");
+  const end = device.memory;
+  assertEquals([end.liveBytes, end.inUseBytes], [warm.liveBytes, warm.inUseBytes], "GPU memory after 100 steps");
   opt.dispose();
   model.dispose();
 });
