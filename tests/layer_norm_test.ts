@@ -2,6 +2,7 @@ import { add, backward, mul, scale, sum, tensor, tidy } from "../mod.ts";
 import { assertEquals } from "./_assert.ts";
 import { layerNorm } from "../src/ops/layer_norm.ts";
 import { checkOp, gpu, type Host } from "./_harness.ts";
+import { setRowThreadLimit } from "../src/ops/_op.ts";
 
 /** Host layer norm over the last axis in f64 (biased variance). */
 function layerNormHost(x: Host, w: Host, b: Host, eps = 1e-5): Host {
@@ -29,6 +30,23 @@ Deno.test("layerNorm() over rows of length 1 to 1030 matches the f64 reference, 
       cpu: (x, w, b) => layerNormHost(x, w, b),
       eps: 1e-4,
     });
+  }
+});
+
+Deno.test("layerNorm() with a GPU's launch (a row's threads reduce in shared memory) matches the reference", async () => {
+  setRowThreadLimit(256); // a CPU rasteriser gets one thread a row: run the other path too
+  try {
+    for (const d of [3, 65, 1030]) {
+      await checkOp({
+        name: `layerNorm [3, ${d}], many threads a row`,
+        inputs: [{ shape: [3, d] }, { shape: [d], range: [0.5, 1.5] }, { shape: [d] }],
+        gpu: (x, w, b) => layerNorm(x, w, b),
+        cpu: (x, w, b) => layerNormHost(x, w, b),
+        eps: 1e-4,
+      });
+    }
+  } finally {
+    setRowThreadLimit(null);
   }
 });
 

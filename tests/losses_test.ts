@@ -1,6 +1,7 @@
 import { backward, mul, sum, tensor, tidy } from "../mod.ts";
 import { crossEntropy, l2Normalize, mseLoss } from "../src/ops/losses.ts";
 import { assertClose, checkOp, gpu, type Host } from "./_harness.ts";
+import { setRowThreadLimit } from "../src/ops/_op.ts";
 
 /** The error message `fn` throws, or "" when it does not throw. */
 function errorOf(fn: () => unknown): string {
@@ -128,6 +129,23 @@ Deno.test("crossEntropy() matches the f64 reference for odd sizes, C = 1 and lon
       cpu: (x, t) => crossEntropyHost(x, t),
       eps: 1e-4,
     });
+  }
+});
+
+Deno.test("crossEntropy() with a GPU's launch (a row's threads reduce in shared memory) matches the reference", async () => {
+  setRowThreadLimit(256); // a CPU rasteriser gets one thread a row: run the other path too
+  try {
+    for (const [n, c] of [[5, 7], [3, 65], [2, 1030]]) {
+      await checkOp({
+        name: `crossEntropy [${n}, ${c}], many threads a row`,
+        inputs: [{ shape: [n, c], range: [-3, 3] }, { shape: [n], int: true, range: [0, c] }],
+        gpu: (x, t) => crossEntropy(x, t),
+        cpu: (x, t) => crossEntropyHost(x, t),
+        eps: 1e-4,
+      });
+    }
+  } finally {
+    setRowThreadLimit(null);
   }
 });
 

@@ -1,6 +1,7 @@
 import { backward, mul, sum, tensor, tidy } from "../mod.ts";
 import { logSoftmax, softmax } from "../src/ops/softmax.ts";
 import { assertClose, checkOp, gpu, type Host } from "./_harness.ts";
+import { setRowThreadLimit } from "../src/ops/_op.ts";
 
 /** Host softmax (or log-softmax) over the last axis in f64; an all -inf row gives 0 (or -inf). */
 function softmaxHost(x: Host, log: boolean): Host {
@@ -35,6 +36,23 @@ for (const [name, op, log] of ops) {
         cpu: (x) => softmaxHost(x, log),
         eps: 1e-4,
       });
+    }
+  });
+
+  Deno.test(`${name}() with a GPU's launch (a row's threads reduce in shared memory) matches the reference`, async () => {
+    setRowThreadLimit(256); // a CPU rasteriser gets one thread a row: run the other path too
+    try {
+      for (const d of [3, 65, 1030]) {
+        await checkOp({
+          name: `${name} [3, ${d}], many threads a row`,
+          inputs: [{ shape: [3, d], range: [-4, 4] }],
+          gpu: (x) => op(x),
+          cpu: (x) => softmaxHost(x, log),
+          eps: 1e-4,
+        });
+      }
+    } finally {
+      setRowThreadLimit(null);
     }
   });
 

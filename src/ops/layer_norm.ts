@@ -56,7 +56,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-5): 
   const rows = d === 0 ? 0 : x.size / d;
   const gpu = x.gpu;
   const maxPerDim = gpu.limits.maxComputeWorkgroupsPerDimension;
-  const { tpr, workgroups } = rowLaunch(rows, d, maxPerDim);
+  const { tpr, workgroups } = rowLaunch(gpu, rows, d);
   const constants = { TPR: tpr };
   const p = params([rows, d], [eps]);
 

@@ -85,7 +85,7 @@ export interface CrossEntropyOptions {
 function crossEntropyRows(logits: Tensor, targets: Tensor): Tensor {
   const [rows, d] = logits.shape;
   const gpu = logits.gpu;
-  const { tpr, workgroups } = rowLaunch(rows, d, gpu.limits.maxComputeWorkgroupsPerDimension);
+  const { tpr, workgroups } = rowLaunch(gpu, rows, d);
   const p = params([rows, d]);
   // Saved for the backward: the log-sum-exp of each row.
   const lse = empty([rows]);

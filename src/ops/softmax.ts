@@ -26,7 +26,7 @@ function rowwise(op: "softmax" | "logSoftmax", x: Tensor): Tensor {
   // A 0-dim tensor is one row of one element.
   const d = x.rank === 0 ? 1 : x.shape[x.rank - 1];
   const rows = d === 0 ? 0 : x.size / d;
-  const { tpr, workgroups } = rowLaunch(rows, d, x.gpu.limits.maxComputeWorkgroupsPerDimension);
+  const { tpr, workgroups } = rowLaunch(x.gpu, rows, d);
   const constants = { LOG: op === "logSoftmax" ? 1 : 0, TPR: tpr };
   const p = params([rows, d]);
   const out: Tensor = empty(
