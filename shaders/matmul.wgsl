@@ -1,6 +1,8 @@
 // matmul.wgsl: batched C = op(A) @ op(B) (+ bias), with op(X) = X or X^T chosen by TRANS_A / TRANS_B.
 //
-//   C[z, m, n] = sum_k opA(A)[z, m, k] * opB(B)[z, k, n]  (+ bias[n] when HAS_BIAS)
+//   C[z, m, n] = act(sum_k opA(A)[z, m, k] * opB(B)[z, k, n]  (+ bias[n] when HAS_BIAS))
+//   act: none (ACT 0), gelu (1) or quick_gelu (2), from activation.wgsl (which matmul.ts appends); with an
+//   activation the epilogue also writes the pre-activation sum to `pre`, which its backward needs.
 //   opA(A)[z, m, k] = TRANS_A ? A[z, k, m] : A[z, m, k]   (A stored [K, M] or [M, K] per batch, row-major)
 //   opB(B)[z, k, n] = TRANS_B ? B[z, n, k] : B[z, k, n]   (B stored [N, K] or [K, N] per batch, row-major)
 //
@@ -19,7 +21,9 @@
 //   1 b     (read)        f32 or f16 B, see above (matmul_reduce: not read; matmul.ts binds the sums again)
 //   2 bias  (read)        f32 [N]; any buffer (matmul.ts binds A again) when HAS_BIAS is false
 //   3 c     (read_write)  f32 [batch, M, N], or [splits, M, N] partial sums, overwritten
-//   4 p     (uniform)     m, n, k, batch0 (first z of this dispatch), bshape, astride, bstride, kchunk,
+//   4 pre   (read_write)  f32 [batch, M, N], the sums before the activation (ACT != 0); any buffer
+//                         otherwise (matmul.ts binds C again: nothing is written to it then)
+//   5 p     (uniform)     m, n, k, batch0 (first z of this dispatch), bshape, astride, bstride, kchunk,
 //                         splits
 //
 // Element types: A and B are arrays of AVec and BVec, vec4<f32> as written here. For an f16 operand
@@ -62,8 +66,8 @@
 // registers: the same kernel with loops over i and j ran 2x slower on llvmpipe, whose compiler left them
 // rolled.
 //
-// matmul_reduce: c[e] = sum over s < splits of a[s M N + e] (+ bias[e mod N]) for e < M N, one vec4 (VEC_C)
-// or one element per thread. Launch: workgroup_size(64); grid [x, y] with x * y * 64 >= M N / 4 (VEC_C)
+// matmul_reduce: c[e] = act(sum over s < splits of a[s M N + e] (+ bias[e mod N])) for e < M N (and pre[e]
+// the sum when ACT != 0), one vec4 (VEC_C) or one element per thread. Launch: workgroup_size(64); grid [x, y] with x * y * 64 >= M N / 4 (VEC_C)
 // or M N, the flat index gid.x + 64 gid.y num_workgroups.x.
 //
 // Entry points: matmul_forward, matmul_forward_regs, matmul_reduce. The backward (in matmul.ts) is two
@@ -72,6 +76,7 @@
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 override HAS_BIAS: bool = false;
+override ACT: u32 = 0u; // 0 none, 1 gelu, 2 quick_gelu
 override VEC_A: bool = false;
 override VEC_B: bool = false;
 override VEC_C: bool = false;
@@ -108,7 +113,8 @@ alias BVec = vec4<f32>;
 @group(0) @binding(1) var<storage, read> b: array<BVec>;
 @group(0) @binding(2) var<storage, read> bias: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> c: array<vec4f>;
-@group(0) @binding(4) var<uniform> p: Params;
+@group(0) @binding(4) var<storage, read_write> pre: array<vec4f>;
+@group(0) @binding(5) var<uniform> p: Params;
 
 // a_tile[kk * BM4 + i] holds opA(A) rows m0 + 4i .. m0 + 4i + 3 of column k0 + kk; b_tile[kk * WG_X + j]
 // holds opB(B) columns n0 + 4j .. n0 + 4j + 3 of row k0 + kk.
@@ -142,18 +148,36 @@ fn bias_at(gn: u32) -> f32 {
   return 0.0;
 }
 
-// Writes one row (4 columns from gn, those < N) of a thread's micro-tile, plus the bias.
+fn activate(z: f32) -> f32 {
+  switch ACT {
+    case 1u: { return gelu(z); }
+    case 2u: { return quick_gelu(z); }
+    default: { return z; }
+  }
+}
+
+// C's element e is act(z), and pre's is z when there is an activation.
+fn store(e: u32, z: f32) {
+  if (ACT != 0u) { pre[e >> 2u][e & 3u] = z; }
+  c[e >> 2u][e & 3u] = activate(z);
+}
+
+// Writes one row (4 columns from gn, those < N) of a thread's micro-tile, plus the bias, through the
+// activation.
 fn store_row(row: u32, gn: u32, v: vec4f) {
   if (VEC_C) {
-    var out = v;
-    if (HAS_BIAS) { out += bias[gn >> 2u]; }
-    c[(row + gn) >> 2u] = out;
+    var z = v;
+    if (HAS_BIAS) { z += bias[gn >> 2u]; }
+    let at = (row + gn) >> 2u;
+    if (ACT != 0u) {
+      pre[at] = z;
+      c[at] = vec4f(activate(z.x), activate(z.y), activate(z.z), activate(z.w));
+    } else {
+      c[at] = z;
+    }
   } else {
     for (var j = 0u; j < 4u; j++) {
-      if (gn + j < p.n) {
-        let e = row + gn + j;
-        c[e >> 2u][e & 3u] = v[j] + bias_at(gn + j);
-      }
+      if (gn + j < p.n) { store(row + gn + j, v[j] + bias_at(gn + j)); }
     }
   }
 }
@@ -588,7 +612,12 @@ fn matmul_reduce(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
     var s = partial[i];
     for (var z = 1u; z < p.splits; z++) { s += partial[z * mn4 + i]; }
     if (HAS_BIAS) { s += bias[(4u * i % p.n) >> 2u]; }
-    c[i] = s;
+    if (ACT != 0u) {
+      pre[i] = s;
+      c[i] = vec4f(activate(s.x), activate(s.y), activate(s.z), activate(s.w));
+    } else {
+      c[i] = s;
+    }
   } else {
     if (i >= mn) { return; }
     var s = partial[i >> 2u][i & 3u];
@@ -596,6 +625,6 @@ fn matmul_reduce(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgro
       let e = z * mn + i;
       s += partial[e >> 2u][e & 3u];
     }
-    c[i >> 2u][i & 3u] = s + bias_at(i % p.n);
+    store(i, s + bias_at(i % p.n));
   }
 }

@@ -28,25 +28,8 @@ struct Params {
   beta: f32,
 }
 
-const SQRT1_2: f32 = 0.7071067811865476;
 const INV_SQRT_2PI: f32 = 0.3989422804014327;
-
-// erf with |error| < 1.2e-7 (Numerical Recipes' erfc Chebyshev fit), accurate enough for f32 gelu.
-fn erf(x: f32) -> f32 {
-  let z = abs(x);
-  let t = 1.0 / (1.0 + 0.5 * z);
-  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
-    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
-    t * (-0.82215223 + t * 0.17087277)))))))));
-  return select(r - 1.0, 1.0 - r, x >= 0.0);
-}
-
-fn sigmoid(x: f32) -> f32 {
-  // Written so that neither branch overflows exp.
-  if (x >= 0.0) { return 1.0 / (1.0 + exp(-x)); }
-  let e = exp(x);
-  return e / (1.0 + e);
-}
+// erf, sigmoid, gelu, quick_gelu and SQRT1_2 come from activation.wgsl, which unary.ts appends.
 
 fn f(x: f32, p: Params) -> f32 {
   switch OP {
@@ -56,8 +39,8 @@ fn f(x: f32, p: Params) -> f32 {
     case 3u: { return sqrt(x); }
     case 4u: { return sigmoid(x); }
     case 5u: { return tanh(clamp(x, -20.0, 20.0)); }
-    case 6u: { return 0.5 * x * (1.0 + erf(x * SQRT1_2)); }
-    case 7u: { return x * sigmoid(1.702 * x); }
+    case 6u: { return gelu(x); }
+    case 7u: { return quick_gelu(x); }
     case 8u: { return p.alpha * x + p.beta; }
     case 9u: { return max(x, 0.0); }
     case 10u: { return x * x; }

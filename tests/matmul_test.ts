@@ -13,6 +13,7 @@ import {
 import { halfToNumber, numberToHalf } from "../src/tensor/half.ts";
 import { cast } from "../src/ops/cast.ts";
 import { mul } from "../src/ops/binary.ts";
+import { type ActivationName, gelu, quickGelu } from "../src/ops/unary.ts";
 import { sum } from "../src/ops/reduce.ts";
 import { backward } from "../src/tensor/autograd.ts";
 import { Rng } from "../src/tensor/random.ts";
@@ -229,6 +230,111 @@ Deno.test("matmul() with split K sums the chunks in a fixed order, with the bias
   } finally {
     setMatmulTiles(saved, g);
   }
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// The activation epilogue
+
+/** gelu (erf) and quick_gelu in f64. */
+function activationHost(act: ActivationName, x: number): number {
+  if (act === "quickGelu") return x / (1 + Math.exp(-1.702 * x));
+  // erf by its Maclaurin series near 0 and its continued fraction for erfc further out, both in f64.
+  const z = Math.abs(x) / Math.SQRT2;
+  let erf: number;
+  if (z < 2) {
+    let term = z, total = z;
+    for (let n = 1; n < 60; n++) {
+      term *= -z * z / n;
+      total += term / (2 * n + 1);
+    }
+    erf = (2 / Math.sqrt(Math.PI)) * total;
+  } else {
+    let fraction = 0; // erfc(z) = exp(-z^2) / sqrt(pi) / (z + (1/2) / (z + 1 / (z + (3/2) / (z + ...))))
+    for (let n = 60; n >= 1; n--) fraction = (n / 2) / (z + fraction);
+    erf = 1 - Math.exp(-z * z) / Math.sqrt(Math.PI) / (z + fraction);
+  }
+  return 0.5 * x * (1 + Math.sign(x) * erf);
+}
+
+Deno.test("matmul() with an activation epilogue matches the f64 reference and finite differences", async () => {
+  for (const act of ["gelu", "quickGelu"] as const) {
+    await checkOp({
+      name: `matmul + bias + ${act}`,
+      inputs: [{ shape: [5, 7] }, { shape: [6, 7] }, { shape: [6] }],
+      gpu: (a, b, bias) => matmul(a, b, { transposeB: true, bias, activation: act }),
+      cpu: (a, b, bias) => {
+        const z = matmulHost(a, b, false, true, bias);
+        return { data: z.data.map((v) => activationHost(act, v)), shape: z.shape };
+      },
+      tol: 1e-5,
+      eps: 1e-4,
+    });
+  }
+});
+
+Deno.test("matmul() with an activation gives gelu(matmul()) to the bit, on every kernel, split or not", async () => {
+  await gpu();
+  const rng = new Rng(11);
+  const regs: MatmulTiles = { kernel: "regs", wgX: 8, wgY: 1, tm: 8, tn: 8 };
+  const tiled: MatmulTiles = { kernel: "tiled", wgX: 8, wgY: 8, tileK: 16, tm: 4 };
+  // [M, K] @ [K, N]: vec4 rows (N = 24), scalar rows (N = 37), a long K split in 3 chunks.
+  const cases: [number, number, number, number | undefined][] = [[16, 32, 24, undefined], [
+    9,
+    13,
+    37,
+    undefined,
+  ], [
+    8,
+    301,
+    20,
+    3,
+  ]];
+  for (const act of ["gelu", "quickGelu"] as const) {
+    const apply = act === "gelu" ? gelu : quickGelu;
+    for (const tiles of [regs, tiled]) {
+      for (const [m, k, n, splitK] of cases) {
+        const values = (count: number) => Float32Array.from({ length: count }, () => rng.uniform() * 4 - 2);
+        const a = tensor(values(m * k), [m, k], { requiresGrad: true });
+        const b = tensor(values(k * n), [k, n], { requiresGrad: true });
+        const bias = tensor(values(n), [n], { requiresGrad: true });
+        const dy = tensor(values(m * n), [m, n]);
+        const run = async (fused: boolean) => {
+          const y = tidy(() => {
+            const out = fused
+              ? matmul(a, b, { bias, tiles, splitK, activation: act })
+              : apply(matmul(a, b, { bias, tiles, splitK }));
+            backward(sum(mul(out, dy)));
+            return out;
+          });
+          const got = [
+            await y.toArray(),
+            await a.grad!.toArray(),
+            await b.grad!.toArray(),
+            await bias.grad!.toArray(),
+          ];
+          for (const t of [y, a.grad!, b.grad!, bias.grad!]) t.dispose();
+          a.grad = b.grad = bias.grad = null;
+          return got;
+        };
+        const [fused, plain] = [await run(true), await run(false)];
+        const what = `${act} ${formatTiles(tiles)} [${m}x${k}] @ [${k}x${n}] split ${splitK ?? 1}`;
+        fused.forEach((x, i) => assert.deepEqual(x, plain[i], `${what}: output ${i} differs`));
+        for (const t of [a, b, bias, dy]) t.dispose();
+      }
+    }
+  }
+});
+
+Deno.test("linear() with an activation is one dispatch and refuses an unknown one", async () => {
+  const g = await gpu();
+  const x = tensor(new Float32Array(12).fill(0.5), [3, 4]);
+  const w = tensor(new Float32Array(8).fill(0.25), [2, 4]);
+  g.resetCounters();
+  const y = linear(x, w, undefined, { activation: "gelu" });
+  assert.equal(g.counters.dispatches, 1);
+  assertClose("gelu(0.5)", await y.toArray(), new Array(6).fill(activationHost("gelu", 0.5)), 1e-6);
+  assert.throws(() => matmul(x, w, { transposeB: true, activation: "relu" as "gelu" }), /activation must be/);
+  for (const t of [x, w, y]) t.dispose();
 });
 
 Deno.test("tuneMatmul() times candidates, installs the fastest for the adapter, and it can be restored", async () => {

@@ -6,6 +6,7 @@
 import type { Rng } from "../tensor/random.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import { linear } from "../ops/matmul.ts";
+import type { ActivationName } from "../ops/unary.ts";
 import { Module } from "./module.ts";
 
 /**
@@ -46,8 +47,8 @@ export class Linear extends Module {
       : this.param("bias", [outFeatures], new Float32Array(outFeatures));
   }
 
-  /** `x [..., in]` → `[..., out]`. */
-  forward(x: Tensor): Tensor {
-    return linear(x, this.weight, this.bias ?? undefined, { precision: this.precision });
+  /** `x [..., in]` → `[..., out]`, through `activation` (applied in the matmul's epilogue) when given. */
+  forward(x: Tensor, activation?: ActivationName): Tensor {
+    return linear(x, this.weight, this.bias ?? undefined, { precision: this.precision, activation });
   }
 }

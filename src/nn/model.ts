@@ -12,7 +12,7 @@
 import type { Rng } from "../tensor/random.ts";
 import { type Tensor, tensor } from "../tensor/tensor.ts";
 import { add, broadcastTo } from "../ops/binary.ts";
-import { gelu, quickGelu, sigmoid } from "../ops/unary.ts";
+import { type ActivationName, sigmoid } from "../ops/unary.ts";
 import { mean } from "../ops/reduce.ts";
 import { reshape } from "../ops/reshape.ts";
 import { linear, matmul } from "../ops/matmul.ts";
@@ -27,11 +27,9 @@ import { LayerNorm } from "./layer_norm.ts";
 import { Linear } from "./linear.ts";
 import { Module } from "./module.ts";
 
-/** An elementwise activation (`gelu` or `quickGelu`). */
-export type Activation = (x: Tensor) => Tensor;
-
-function activation(name: ClocConfig["act"]): Activation {
-  return name === "gelu" ? gelu : quickGelu;
+/** The config's MLP activation, as the matmul epilogue names it. */
+function activation(name: ClocConfig["act"]): ActivationName {
+  return name === "gelu" ? "gelu" : "quickGelu";
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -88,7 +86,13 @@ export class Mlp extends Module {
    * @param rng Initialisation.
    * @param projStd Std of `c_proj`'s weight.
    */
-  constructor(width: number, hidden: number, readonly act: Activation, rng: Rng, projStd = hidden ** -0.5) {
+  constructor(
+    width: number,
+    hidden: number,
+    readonly act: ActivationName,
+    rng: Rng,
+    projStd = hidden ** -0.5,
+  ) {
     super();
     this.cFc = this.child("c_fc", new Linear(width, hidden, rng, { std: (2 * width) ** -0.5 }));
     this.cProj = this.child("c_proj", new Linear(hidden, width, rng, { std: projStd }));
@@ -96,7 +100,7 @@ export class Mlp extends Module {
 
   /** `[..., w]` → `[..., w]`. */
   forward(x: Tensor): Tensor {
-    return this.cProj.forward(this.act(this.cFc.forward(x)));
+    return this.cProj.forward(this.cFc.forward(x, this.act)); // the activation in c_fc's epilogue
   }
 }
 
@@ -112,7 +116,7 @@ export class ResidualBlock extends Module {
   readonly mlp: Mlp;
 
   /** A block of width `width` with `heads` heads and an MLP of `mlpRatio * width`. */
-  constructor(width: number, heads: number, mlpRatio: number, act: Activation, rng: Rng, depth = 1) {
+  constructor(width: number, heads: number, mlpRatio: number, act: ActivationName, rng: Rng, depth = 1) {
     super();
     // OpenCLIP's init: residual projections shrink with depth.
     const projStd = width ** -0.5 * (2 * depth) ** -0.5;
@@ -135,7 +139,7 @@ export class Transformer extends Module {
   readonly blocks: ResidualBlock[] = [];
 
   /** `layers` blocks of the given shape. */
-  constructor(width: number, layers: number, heads: number, mlpRatio: number, act: Activation, rng: Rng) {
+  constructor(width: number, layers: number, heads: number, mlpRatio: number, act: ActivationName, rng: Rng) {
     super();
     for (let i = 0; i < layers; i++) {
       this.blocks.push(
@@ -350,7 +354,7 @@ export class BoxHead extends Module {
    * @param act The activation between the layers.
    * @param rng Initialisation.
    */
-  constructor(width: number, readonly act: Activation, rng: Rng) {
+  constructor(width: number, readonly act: ActivationName, rng: Rng) {
     super();
     this.fc1 = this.child("fc1", new Linear(width, width, rng));
     this.fc2 = this.child("fc2", new Linear(width, 4, rng));
@@ -358,7 +362,7 @@ export class BoxHead extends Module {
 
   /** `h [..., W]` → `[..., 4]`. */
   forward(h: Tensor): Tensor {
-    return this.fc2.forward(this.act(this.fc1.forward(h)));
+    return this.fc2.forward(this.fc1.forward(h, this.act));
   }
 }
 

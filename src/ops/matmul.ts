@@ -20,7 +20,8 @@
  * @module
  */
 
-import code from "../../shaders/matmul.wgsl" with { type: "text" };
+import matmulCode from "../../shaders/matmul.wgsl" with { type: "text" };
+import activationCode from "../../shaders/activation.wgsl" with { type: "text" };
 import type { Gpu } from "../gpu/device.ts";
 import { params } from "../gpu/device.ts";
 import { empty, formatShape, getGpu, noGrad, sizeOf, type Tensor, tidy } from "../tensor/tensor.ts";
@@ -29,7 +30,14 @@ import { cast } from "./cast.ts";
 import { broadcastShapes, expectF16Support, expectFloat, gradNode, grid1d } from "./_op.ts";
 import { adapterKey, isCpuAdapter, timeCandidates } from "./_autotune.ts";
 import { sumTo } from "./reduce.ts";
+import { activationBackward, type ActivationName } from "./unary.ts";
 import { reshape } from "./reshape.ts";
+
+// activation.wgsl (gelu, quick_gelu for the epilogue) after matmul.wgsl's own lines, so compiler messages
+// keep their line numbers.
+const code = `${matmulCode}\n${activationCode}`;
+// The kernel's ACT override for each epilogue activation.
+const ACT: Record<ActivationName, number> = { gelu: 1, quickGelu: 2 };
 
 /**
  * A tile shape of the matmul kernels. Two kernels compute the same product (`shaders/matmul.wgsl`):
@@ -93,6 +101,13 @@ export interface MatmulOptions {
    * @default {undefined}
    */
   splitK?: number;
+  /**
+   * An activation applied to the result (after the bias) in the kernel's epilogue, instead of a separate
+   * elementwise op: the same numbers as `gelu(matmul(...))` or `quickGelu(matmul(...))`, bit for bit. The
+   * sums before the activation are kept for the backward (one more tensor of the result's size).
+   * @default {undefined}
+   */
+  activation?: ActivationName;
 }
 
 /** How matmul runs on one adapter: its tile shape and when to split K. JSON-serialisable. */
@@ -543,6 +558,8 @@ function launch(
   bias: Tensor | undefined,
   tiles: MatmulTiles | undefined,
   splitK: number | undefined,
+  act = 0,
+  pre?: Tensor,
 ): void {
   const { m, n, k } = dims;
   const batch = sizeOf(dims.outBatch);
@@ -568,6 +585,8 @@ function launch(
           bias,
           tiles,
           splitK,
+          act,
+          pre,
         );
       })
     );
@@ -588,15 +607,30 @@ function launch(
   } else {
     splits = splitCount(tuning.splitBelow, gridOf(t, m, n), k, batch);
   }
-  record(gpu, a.buffer, b.buffer, out.buffer, dims, transA, transB, bias?.buffer, t, splits, {
-    aF16: a.dtype === "f16",
-    bF16: b.dtype === "f16",
-  });
+  record(
+    gpu,
+    a.buffer,
+    b.buffer,
+    out.buffer,
+    dims,
+    transA,
+    transB,
+    bias?.buffer,
+    t,
+    splits,
+    {
+      aF16: a.dtype === "f16",
+      bF16: b.dtype === "f16",
+    },
+    act,
+    pre?.buffer,
+  );
 }
 
 /**
  * Records the dispatches of one product on raw buffers with a fixed tile shape and split count: the
- * forward kernel over every batch (or K chunk), and the split-K sum. `types` says which operands hold f16.
+ * forward kernel over every batch (or K chunk), and the split-K sum. `types` says which operands hold f16;
+ * `act` is the epilogue's ACT (0: none), with the sums before it written to `pre`.
  */
 function record(
   gpu: Gpu,
@@ -610,6 +644,8 @@ function record(
   t: MatmulTiles,
   splits: number,
   types: { aF16: boolean; bF16: boolean } = { aF16: false, bF16: false },
+  act = 0,
+  pre?: GPUBuffer,
 ): void {
   const { m, n, k } = dims;
   const batch = sizeOf(dims.outBatch);
@@ -645,6 +681,7 @@ function record(
     TRANS_A: transA ? 1 : 0,
     TRANS_B: transB ? 1 : 0,
     HAS_BIAS: bias && splits === 1 ? 1 : 0,
+    ACT: splits === 1 ? act : 0,
     VEC_A: (transA ? m : k) % 4 === 0 ? 1 : 0,
     VEC_B: (transB ? k : n) % 4 === 0 ? 1 : 0,
     VEC_C: vecC ? 1 : 0,
@@ -673,7 +710,8 @@ function record(
     gpu.dispatch({
       kernel,
       inputs,
-      outputs: [target],
+      // Without an activation the pre-activation binding still exists: C stands in, and is not written.
+      outputs: [target, splits === 1 && pre ? pre : target],
       params: params(shape),
       workgroups: [gridX, gridY, Math.min(zMax, z - z0)],
     });
@@ -684,10 +722,10 @@ function record(
         file: "matmul.wgsl",
         code,
         entry: "matmul_reduce",
-        constants: { HAS_BIAS: bias ? 1 : 0, VEC_C: vecC ? 1 : 0 },
+        constants: { HAS_BIAS: bias ? 1 : 0, VEC_C: vecC ? 1 : 0, ACT: act },
       },
       inputs: [target, target, bias ?? target],
-      outputs: [out],
+      outputs: [out, pre ?? out],
       params: params(shape),
       workgroups: grid1d(vecC ? m * n / 4 : m * n, 64, max),
     });
@@ -788,7 +826,14 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   }
   const outShape = [...outBatch, m, n];
   const inputs = bias ? [a, b, bias] : [a, b];
-  const node = gradNode("matmul", inputs, (dc) => {
+  const act = options.activation;
+  if (act !== undefined && !(act in ACT)) {
+    throw new RangeError(`matmul: activation must be "gelu" or "quickGelu", got ${JSON.stringify(act)}`);
+  }
+  // The sums before the activation, for its backward; without one, C itself is bound in its place.
+  const pre = act ? empty(outShape) : undefined;
+  const node = gradNode("matmul", inputs, (dy) => {
+    const dc = act ? activationBackward(act, pre!, dy) : dy;
     const da = a.requiresGrad ? matmulGradA(a, b, dc, transA, transB) : null;
     const db = b.requiresGrad ? matmulGradB(a, b, dc, transA, transB) : null;
     // dbias = sum of dC over all but the last axis
@@ -806,7 +851,11 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     bias,
     options.tiles,
     options.splitK,
+    act ? ACT[act] : 0,
+    pre,
   );
+  // Without a backward the sums are scratch; the pool keeps the buffer until the recorded dispatch is done.
+  if (node === null) pre?.dispose();
   return out;
 }
 
@@ -853,6 +902,11 @@ export interface LinearOptions {
    * @default {"f32"}
    */
   precision?: "f32" | "f16";
+  /**
+   * An activation applied in the kernel's epilogue (see {@link MatmulOptions.activation}).
+   * @default {undefined}
+   */
+  activation?: ActivationName;
 }
 
 /**
@@ -903,8 +957,9 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor, options: Linear
     throw new RangeError(`linear: precision must be "f32" or "f16", got ${JSON.stringify(precision)}`);
   }
   const x2 = reshape(x, [sizeOf(x.shape.slice(0, -1)), inFeatures]);
+  const product = { transposeB: true, bias, activation: options.activation };
   const y2 = precision === "f16"
-    ? matmul(cast(x2, "f16"), cast(weight, "f16"), { transposeB: true, bias })
-    : matmul(x2, weight, { transposeB: true, bias });
+    ? matmul(cast(x2, "f16"), cast(weight, "f16"), product)
+    : matmul(x2, weight, product);
   return reshape(y2, [...x.shape.slice(0, -1), outFeatures]);
 }

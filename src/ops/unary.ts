@@ -6,7 +6,8 @@
  * @module
  */
 
-import code from "../../shaders/unary.wgsl" with { type: "text" };
+import unaryCode from "../../shaders/unary.wgsl" with { type: "text" };
+import activationCode from "../../shaders/activation.wgsl" with { type: "text" };
 import { params } from "../gpu/device.ts";
 import { empty, type Tensor } from "../tensor/tensor.ts";
 import { expectF32, gradNode, grid1d } from "./_op.ts";
@@ -29,25 +30,52 @@ const OPS = {
 
 type UnaryOp = keyof typeof OPS;
 
+// Appended after unary.wgsl's own lines, so compiler messages keep their line numbers.
+const code = `${unaryCode}\n${activationCode}`;
+
+/** `dy * f'(x)` for the op `f`: its backward, which needs only the input `x`. */
+function unaryBackward(op: UnaryOp, x: Tensor, dy: Tensor, alpha = 1, beta = 0): Tensor {
+  const dx = empty(x.shape);
+  x.gpu.dispatch({
+    kernel: { file: "unary.wgsl", code, entry: "unary_backward", constants: { OP: OPS[op] } },
+    inputs: [x.buffer, dy.buffer],
+    outputs: [dx.buffer],
+    params: params([x.size], [alpha, beta]),
+    workgroups: grid1d(x.size),
+  });
+  return dx;
+}
+
+/** The activations a matmul can apply in its epilogue (see `MatmulOptions.activation`). */
+export type ActivationName = "gelu" | "quickGelu";
+
+/**
+ * The gradient through an activation applied elsewhere, such as in a matmul's epilogue: `dy * act'(z)` at
+ * the pre-activation `z`, by the kernel that {@link gelu} and {@link quickGelu} use for their own backward.
+ *
+ * @param act The activation.
+ * @param z The pre-activation values, f32.
+ * @param dy The gradient of `act(z)`, of `z`'s shape.
+ * @returns The gradient of `z`.
+ *
+ * @example gelu'(0) = 1/2
+ * ```ts
+ * import { activationBackward, requestGpu, setGpu, tensor } from "../../mod.ts";
+ * setGpu(await requestGpu());
+ * const dz = activationBackward("gelu", tensor([0]), tensor([1]));
+ * console.log(await dz.toArray()); // [0.5]
+ * ```
+ */
+export function activationBackward(act: ActivationName, z: Tensor, dy: Tensor): Tensor {
+  expectF32(act, z, dy);
+  return unaryBackward(act, z, dy);
+}
+
 function unary(op: UnaryOp, x: Tensor, alpha = 1, beta = 0): Tensor {
   expectF32(op, x);
   const constants = { OP: OPS[op] };
   const p = params([x.size], [alpha, beta]);
-  const out = empty(
-    x.shape,
-    "f32",
-    gradNode(op, [x], (dy) => {
-      const dx = empty(x.shape);
-      x.gpu.dispatch({
-        kernel: { file: "unary.wgsl", code, entry: "unary_backward", constants },
-        inputs: [x.buffer, dy.buffer],
-        outputs: [dx.buffer],
-        params: p,
-        workgroups: grid1d(x.size),
-      });
-      return [dx];
-    }),
-  );
+  const out = empty(x.shape, "f32", gradNode(op, [x], (dy) => [unaryBackward(op, x, dy, alpha, beta)]));
   x.gpu.dispatch({
     kernel: { file: "unary.wgsl", code, entry: "unary_forward", constants },
     inputs: [x.buffer],
