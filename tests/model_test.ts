@@ -112,7 +112,11 @@ Deno.test("100 CLOC training steps: one submit each, no readback, no new bind gr
   assert(created[0] > 50, `the first step builds its bind groups: ${created.slice(0, 5)}`);
   assertEquals(created.slice(3).filter((n) => n > 0), [], "bind groups built after the third step");
   const end = device.memory;
-  assertEquals([end.liveBytes, end.inUseBytes], [warm.liveBytes, warm.inUseBytes], "GPU memory after 100 steps");
+  assertEquals(
+    [end.liveBytes, end.inUseBytes],
+    [warm.liveBytes, warm.inUseBytes],
+    "GPU memory after 100 steps",
+  );
   opt.dispose();
   model.dispose();
 });
