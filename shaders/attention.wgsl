@@ -3,13 +3,19 @@
 //
 // Shapes (f32; B = the number of batch items, d = D, an override in 1..MAX_D):
 //   q, y, dq, dy: B items of Tq rows of d      k, v, dk, dv: B items of Tk rows of d      lse, delta [B, Tq]
-// Where row i of item b starts (in floats) is given per array by a layout (base, outer, head, row):
-//   base + (b / heads) outer + (b % heads) head + i row
-// q and dq share q's layout, k and dk k's, v and dv v's, y and dy y's; lse and delta are contiguous. Plain
-// [B, T, d] arrays have heads = 1, outer = T d, row = d. PyTorch's packed projections read in place: q, k, v
+// Items are numbered b = (n heads + h) slots + s (n outer, h a head, s a slot; heads = slots = 1 for plain
+// [B, T, d] arrays). Where row i of item b starts (in floats) is given per array by a layout (base, outer,
+// head, slot strides and a row stride):
+//   base + n outer + h head + s slot + i row
+// q and dq share q's layout, k and dk k's, v and dv v's, y and dy y's; lse and delta are contiguous,
+// [B, Tq]. Plain arrays have outer = T d, row = d. PyTorch's packed projections are read in place: q, k, v
 // of `heads` heads in one [N, T, 3 W] qkv (W = heads d, B = N heads) have outer = 3 T W, head = d, row = 3 W
 // and bases 0, W, 2 W, and y [N, T, W] outer = T W, head = d, row = W; dq, dk, dv are then written into
 // one [N, T, 3 W] gradient (no head split, merge or slice in between).
+// Two key segments: keys j < split come from k and v, keys j >= split (row j - split) from k2 and v2, which
+// live in the same buffers as k and v with layouts of their own (a slot stride of 0 shares them between the
+// slots of an item: the Prompter's image keys, seen by every prompt slot of an image). The backward writes no
+// gradient for the second segment: attention.ts runs attention_backward_dkv over it as a problem of its own.
 //
 //   forward:  s[i, j] = scale q[i] . k[j]   over the visible keys j of query i: every j < Tk, or j <= i
 //                                           when causal (top-left aligned, as torch's is_causal)
@@ -45,8 +51,9 @@
 //     0 q  1 k  2 v  3 delta_in (dq's delta, f32)  4 dy  5 lse_in (f32), all read
 //     6 dk (read_write, overwritten)  7 dv (read_write, overwritten)  8 params (uniform)
 //   (WGSL cannot give one variable two access modes, hence the _in names for y, lse and delta read back.)
-//   params: batch B, tq, tk, rows R, items G, tile T, blocks, causal (0 or 1), heads, 3 unused words, the
-//   layouts of q, k, v and y (vec4u: base, outer, head, row), then scale (f32).
+//   params: batch B, tq, tk, rows R, items G, tile T, blocks, causal (0 or 1), heads, slots, split, an
+//   unused word, the layouts of q, k, v, y, k2 and v2 (starts: vec4u base, outer, head, slot; row strides:
+//   two vec4u), then scale (f32).
 //
 // Launch (every entry): workgroup_size(64), one row per thread: query rows for the forward and dq, key
 // rows for dkv. A workgroup owns G = params.items batch items and one block of R = params.rows consecutive
@@ -91,11 +98,13 @@ struct Params {
   blocks: u32,
   causal: u32,
   heads: u32,
-  unused0: u32,
-  unused1: u32,
-  unused2: u32,
-  // The layouts of q (and dq), k (dk), v (dv), y (dy), indexed by Q, K, V, Y: (base, outer, head, row).
-  layouts: array<vec4u, 4>,
+  slots: u32,
+  split: u32,
+  unused: u32,
+  // The layouts of q (and dq), k (dk), v (dv), y (dy), k2, v2, indexed by Q, K, V, Y, K2, V2: where item
+  // b's rows start (base, outer, head and slot strides) and the row strides (in strides[which / 4][which % 4]).
+  starts: array<vec4u, 6>,
+  strides: array<vec4u, 2>,
   scale: f32,
 }
 
@@ -103,19 +112,46 @@ const Q: u32 = 0u;
 const K: u32 = 1u;
 const V: u32 = 2u;
 const Y: u32 = 3u;
+const K2: u32 = 4u; // = K + 3u
+const V2: u32 = 5u; // = V + 3u
 
 // Where item b's row 0 of array `which` starts, in floats; row i starts `row_stride` floats per row later.
 fn item_start(p: Params, which: u32, b: u32) -> u32 {
-  let l = p.layouts[which];
-  return l.x + (b / p.heads) * l.y + (b % p.heads) * l.z;
+  let l = p.starts[which];
+  return l.x + (b / (p.heads * p.slots)) * l.y + ((b / p.slots) % p.heads) * l.z + (b % p.slots) * l.w;
 }
 
 fn row_stride(p: Params, which: u32) -> u32 {
-  return p.layouts[which].w;
+  return p.strides[which / 4u][which % 4u];
 }
 
 fn row_start(p: Params, which: u32, b: u32, i: u32) -> u32 {
   return item_start(p, which, b) + i * row_stride(p, which);
+}
+
+// Where key (which = K) or value (V) row j of item b starts: in the first segment or the second.
+fn key_start(p: Params, which: u32, b: u32, j: u32) -> u32 {
+  if (j < p.split) { return row_start(p, which, b, j); }
+  return row_start(p, which + 3u, b, j - p.split);
+}
+
+// The per-thread part of key_start: an item's row 0 and row stride in both segments, (k, v, k2, v2).
+struct KeyRows {
+  start: vec4u,
+  stride: vec4u,
+}
+
+fn key_rows(p: Params, b: u32) -> KeyRows {
+  return KeyRows(
+    vec4u(item_start(p, K, b), item_start(p, V, b), item_start(p, K2, b), item_start(p, V2, b)),
+    vec4u(row_stride(p, K), row_stride(p, V), row_stride(p, K2), row_stride(p, V2)),
+  );
+}
+
+// key_start from key_rows: (key, value) row starts of key j.
+fn key_pair(r: KeyRows, j: u32, split: u32) -> vec2u {
+  if (j < split) { return r.start.xy + j * r.stride.xy; }
+  return r.start.zw + (j - split) * r.stride.zw;
 }
 
 var<workgroup> tile_a: array<vec4f, TILE>;
@@ -168,8 +204,8 @@ fn stage_keys(lid: u32, first: u32, k0: u32, p: Params) {
     var kk = vec4f(0.0);
     var vv = vec4f(0.0);
     if (b < p.batch && j < p.tk) {
-      kk = k4(row_start(p, K, b, j), e % D4);
-      vv = v4(row_start(p, V, b, j), e % D4);
+      kk = k4(key_start(p, K, b, j), e % D4);
+      vv = v4(key_start(p, V, b, j), e % D4);
     }
     tile_a[e] = kk;
     tile_b[e] = vv;
@@ -224,8 +260,7 @@ fn attention_forward(
   let owns_row = g < p.items && b < p.batch && i < p.tq;
   let kmax = select(p.tk, min(p.tk, i + 1u), p.causal != 0u); // this row's keys: j < kmax
   let row = b * p.tq + i; // in lse
-  let keys = item_start(p, K, b);
-  let values = item_start(p, V, b);
+  let keys = key_rows(p, b);
 
   var qs: array<vec4f, MAX_D4>; // scale q[i]
   var acc: array<vec4f, MAX_D4>; // sum_j e^(s - m) v[j]
@@ -245,8 +280,9 @@ fn attention_forward(
     if (owns_row && k0 < kmax) {
       let count = min(p.tile, kmax - k0);
       for (var t = 0u; t < count; t++) {
-        let kat = key_at(g, t, keys + (k0 + t) * row_stride(p, K), p.tile);
-        let vat = key_at(g, t, values + (k0 + t) * row_stride(p, V), p.tile);
+        let kv = key_pair(keys, k0 + t, p.split);
+        let kat = key_at(g, t, kv.x, p.tile);
+        let vat = key_at(g, t, kv.y, p.tile);
         var s4 = vec4f(0.0);
         for (var c = 0u; c < D4; c++) { s4 += qs[c] * key_chunk(kat, c); }
         let s = sum4(s4);
@@ -327,8 +363,7 @@ fn attention_backward_dq(
   let kmax = select(pb.tk, min(pb.tk, i + 1u), pb.causal != 0u);
   let row = b * pb.tq + i; // in lse and delta
   let qstart = row_start(pb, Q, b, i); // of q and dq
-  let keys = item_start(pb, K, b);
-  let values = item_start(pb, V, b);
+  let keys = key_rows(pb, b);
 
   var qs: array<vec4f, MAX_D4>; // scale q[i]
   var dyr: array<vec4f, MAX_D4>; // dy[i]
@@ -356,8 +391,9 @@ fn attention_backward_dq(
     if (owns_row && k0 < kmax) {
       let count = min(pb.tile, kmax - k0);
       for (var t = 0u; t < count; t++) {
-        let kat = key_at(g, t, keys + (k0 + t) * row_stride(pb, K), pb.tile);
-        let vat = key_at(g, t, values + (k0 + t) * row_stride(pb, V), pb.tile);
+        let kv = key_pair(keys, k0 + t, pb.split);
+        let kat = key_at(g, t, kv.x, pb.tile);
+        let vat = key_at(g, t, kv.y, pb.tile);
         var s4 = vec4f(0.0);
         var dp4 = vec4f(0.0);
         for (var c = 0u; c < D4; c++) {
@@ -432,7 +468,8 @@ fn query_stat(at: u32) -> vec2f {
   return vec2f(lse_in[at], delta_in[at]);
 }
 
-// dk[j] = scale sum_i ds[i, j] q[i] and dv[j] = sum_i p[i, j] dy[i], one key row per thread.
+// dk[j] = scale sum_i ds[i, j] q[i] and dv[j] = sum_i p[i, j] dy[i], one key row per thread, for keys of
+// the first segment only (attention.ts launches it with split = Tk).
 @compute @workgroup_size(64)
 fn attention_backward_dkv(
   @builtin(workgroup_id) wid: vec3u,

@@ -20,6 +20,7 @@ import {
   type AttentionOptions,
   mergeHeads,
   packedAttention,
+  slotAttention,
   splitHeads,
 } from "../src/ops/attention.ts";
 import { isCpuAdapter } from "../src/ops/_autotune.ts";
@@ -512,6 +513,107 @@ Deno.test("packedAttention() is one dispatch forward and two backward, and refus
     ),
     message,
   );
+});
+
+// ---------------------------------------------------------------------------------------------------------
+// slotAttention: the Prompter's prompts over their own rows and their image's
+
+/** qkv [B, M, P, 3W], kv [B, N, 2W] → [B, M, P, W], each slot and head through attentionHost in f64. */
+function slotHost(qkv: Host, kv: Host, heads: number): Host {
+  const [b, m, p, w3] = qkv.shape;
+  const n = kv.shape[1];
+  const w = w3 / 3, d = w / heads;
+  const y = new Float64Array(b * m * p * w);
+  for (let i = 0; i < b; i++) {
+    for (let s = 0; s < m; s++) {
+      for (let h = 0; h < heads; h++) {
+        const rows = (count: number, at: (r: number, c: number) => number): Host => {
+          const data = new Float64Array(count * d);
+          for (let r = 0; r < count; r++) for (let c = 0; c < d; c++) data[r * d + c] = at(r, c);
+          return { data, shape: [1, count, d] };
+        };
+        const own = (part: number) => (r: number, c: number) =>
+          qkv.data[((i * m + s) * p + r) * w3 + part * w + h * d + c];
+        const image = (part: number) => (r: number, c: number) =>
+          kv.data[(i * n + r) * 2 * w + part * w + h * d + c];
+        const keys = rows(p + n, (r, c) => (r < p ? own(1)(r, c) : image(0)(r - p, c)));
+        const values = rows(p + n, (r, c) => (r < p ? own(2)(r, c) : image(1)(r - p, c)));
+        const out = attentionHost(rows(p, own(0)), keys, values).data;
+        for (let r = 0; r < p; r++) {
+          for (let c = 0; c < d; c++) y[((i * m + s) * p + r) * w + h * d + c] = out[r * d + c];
+        }
+      }
+    }
+  }
+  return { data: y, shape: [b, m, p, w] };
+}
+
+async function checkSlots(
+  b: number,
+  m: number,
+  p: number,
+  n: number,
+  heads: number,
+  d: number,
+): Promise<void> {
+  const w = heads * d;
+  await checkOp({
+    name: `slotAttention qkv [${b}, ${m}, ${p}, 3 x ${w}], kv [${b}, ${n}, 2 x ${w}], ${heads} heads`,
+    inputs: [{ shape: [b, m, p, 3 * w] }, { shape: [b, n, 2 * w] }],
+    gpu: (qkv, kv) => slotAttention(qkv, kv, heads, { implementation: "fused" }),
+    cpu: (qkv, kv) => slotHost(qkv, kv, heads),
+    eps: 1e-4,
+  });
+}
+
+Deno.test("slotAttention() matches per-slot f64 attention over [own rows, image rows] and finite differences", async () => {
+  await checkSlots(2, 3, 2, 5, 2, 4); // the Prompter's shape: 2 corner prompts a slot
+  await checkSlots(2, 2, 1, 7, 2, 8); // one text prompt a slot
+  await checkSlots(1, 2, 5, 3, 1, 8); // 5 prompt rows: keys staged through workgroup memory, both segments
+  await checkSlots(2, 2, 2, 3, 2, 3); // d = 3: scalar rows at odd offsets
+});
+
+Deno.test("slotAttention() fused equals the composed path (image rows copied to every slot), forward and backward", async () => {
+  await gpu();
+  const rng = new Rng(5);
+  const [b, m, p, n, heads, d] = [4, 4, 2, 17, 4, 16];
+  const qkvHost = randomHost([b, m, p, 3 * heads * d], rng), kvHost = randomHost([b, n, 2 * heads * d], rng);
+  const dyValues = Float32Array.from({ length: b * m * p * heads * d }, () => rng.uniform() * 2 - 1);
+  const dy = tensor(dyValues, [b, m, p, heads * d]);
+  const run = async (implementation: "fused" | "composed") => {
+    const qkv = tensor(Float32Array.from(qkvHost.data), qkvHost.shape, { requiresGrad: true });
+    const kv = tensor(Float32Array.from(kvHost.data), kvHost.shape, { requiresGrad: true });
+    const y = tidy(() => {
+      const out = slotAttention(qkv, kv, heads, { implementation });
+      backward(sum(mul(out, dy)));
+      return out;
+    });
+    const got = [await y.toArray(), await qkv.grad!.toArray(), await kv.grad!.toArray()];
+    for (const t of [y, qkv.grad!, kv.grad!, qkv, kv]) t.dispose();
+    return got;
+  };
+  const [fused, composed] = [await run("fused"), await run("composed")];
+  ["output", "qkv gradient", "kv gradient"].forEach((what, i) =>
+    assertClose(`slotAttention ${what}`, fused[i], composed[i], 1e-5)
+  );
+  dy.dispose();
+});
+
+Deno.test("slotAttention() is three dispatches forward and refuses shapes that do not fit", async () => {
+  const g = await gpu();
+  const qkv = zeros([2, 4, 2, 48]), kv = zeros([2, 17, 32]);
+  g.resetCounters();
+  noGrad(() => slotAttention(qkv, kv, 4)).dispose();
+  assertEquals(g.counters.dispatches, 3, "qkv and kv copied into one buffer, one attention kernel");
+  let message = "";
+  const wrong = zeros([2, 17, 48]);
+  try {
+    slotAttention(qkv, wrong, 4);
+  } catch (e) {
+    message = (e as Error).message;
+  }
+  assert(message.startsWith("slotAttention: expected qkv [B, M, P, 3 * heads * d]"), message);
+  for (const t of [qkv, kv, wrong]) t.dispose();
 });
 
 Deno.test("attention() refuses shapes that do not fit, naming the op and both shapes", async () => {

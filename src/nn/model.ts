@@ -20,7 +20,7 @@ import { permute } from "../ops/permute.ts";
 import { concat, slice } from "../ops/slice.ts";
 import { embedding, gather } from "../ops/gather.ts";
 import { roiAlign } from "../ops/roi_align.ts";
-import { attention, mergeHeads, packedAttention, splitHeads } from "../ops/attention.ts";
+import { packedAttention, slotAttention } from "../ops/attention.ts";
 import { l2Normalize } from "../ops/losses.ts";
 import { type ClocConfig, validateConfig } from "./config.ts";
 import { LayerNorm } from "./layer_norm.ts";
@@ -333,13 +333,11 @@ export function boxSineCode(boxes: Float32Array, width: number): Float32Array {
   return out;
 }
 
-/** Keys and values of one image's tokens for the Prompter's block, computed once per image. */
-export interface ImageKeysValues {
-  /** `[B, H, 1, N, d]`. */
-  keys: Tensor;
-  /** `[B, H, 1, N, d]`. */
-  values: Tensor;
-}
+/**
+ * Keys and values of the image tokens for the Prompter's block, computed once per image: `[B, N, 2 W]`, per
+ * token the keys (features 0 .. W - 1, head h at h d ..) then the values, as `in_proj`'s rows k, v give them.
+ */
+export type ImageKeysValues = Tensor;
 
 /** The box head: `fc2(act(fc1(h)))`, `[..., W]` → `[..., 4]` (before the sigmoid). */
 export class BoxHead extends Module {
@@ -402,18 +400,13 @@ export class Prompter extends Module {
     this.boxHead = this.child("box_head", new BoxHead(w, act, rng));
   }
 
-  /** `T_img [B, N, W]` → the block's keys and values of the image tokens, per head. */
+  /** `T_img [B, N, W]` → the block's keys and values of the image tokens, `[B, N, 2W]`. */
   imageKeysValues(tokens: Tensor): ImageKeysValues {
-    const w = this.config.vision.width, heads = this.config.prompter.heads;
+    const w = this.config.vision.width;
     const attn = this.block.attn;
     const kvWeight = slice(attn.inProjWeight, 0, w, 3 * w); // rows k, v of in_proj
     const kvBias = slice(attn.inProjBias, 0, w, 3 * w);
-    const precision = this.precision;
-    const kv = splitHeads(linear(this.block.ln1.forward(tokens), kvWeight, kvBias, { precision }), 2 * heads); // [B, 2H, N, d]
-    const [b, , n, d] = kv.shape;
-    const keys = reshape(slice(kv, 1, 0, heads), [b, heads, 1, n, d]);
-    const values = reshape(slice(kv, 1, heads, 2 * heads), [b, heads, 1, n, d]);
-    return { keys, values };
+    return linear(this.block.ln1.forward(tokens), kvWeight, kvBias, { precision: this.precision });
   }
 
   /**
@@ -423,24 +416,12 @@ export class Prompter extends Module {
    */
   promptBlock(prompts: Tensor, kv: ImageKeysValues): Tensor {
     const attn = this.block.attn;
-    const heads = this.config.prompter.heads;
-    // [B, M, P, 3W] → [B, M, 3H, P, d] → per head, then move heads before slots: [B, H, M, P, d].
-    const qkv = splitHeads(
-      linear(this.block.ln1.forward(prompts), attn.inProjWeight, attn.inProjBias, {
-        precision: this.precision,
-      }),
-      3 * heads,
-    );
-    const part = (i: number) => permute(slice(qkv, 2, i * heads, (i + 1) * heads), [0, 2, 1, 3, 4]);
-    const q = part(0);
-    const [b, , m, , d] = q.shape;
-    const n = kv.keys.shape[3];
-    // Each slot's keys and values: its own prompt rows, then its image's rows (the same for every slot).
-    const slotRows = (own: Tensor, image: Tensor) =>
-      concat([own, broadcastTo(image, [b, heads, m, n, d])], -2);
-    const mixed = attention(q, slotRows(part(1), kv.keys), slotRows(part(2), kv.values)); // [B, H, M, P, d]
-    const merged = mergeHeads(permute(mixed, [0, 2, 1, 3, 4])); // [B, M, P, W]
-    const h = add(prompts, attn.outProj.forward(merged));
+    const qkv = linear(this.block.ln1.forward(prompts), attn.inProjWeight, attn.inProjBias, {
+      precision: this.precision,
+    }); // [B, M, P, 3W]
+    // Each slot's prompt rows attend to themselves, then to their image's rows (read in place for every slot).
+    const mixed = slotAttention(qkv, kv, this.config.prompter.heads); // [B, M, P, W]
+    const h = add(prompts, attn.outProj.forward(mixed));
     return add(h, this.block.mlp.forward(this.block.ln2.forward(h)));
   }
 

@@ -18,7 +18,8 @@ import { isCpuAdapter } from "./_autotune.ts";
 import { matmul } from "./matmul.ts";
 import { permute } from "./permute.ts";
 import { reshape } from "./reshape.ts";
-import { slice } from "./slice.ts";
+import { concat, slice } from "./slice.ts";
+import { broadcastTo } from "./binary.ts";
 import { softmax } from "./softmax.ts";
 import { scale as scaleOp } from "./unary.ts";
 import { maskedFill } from "./where.ts";
@@ -196,7 +197,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
   if (!fusedFits(gpu, d, tk, options)) return composed(q, k, v, causal, factor);
 
   const batch = lead.reduce((a, b) => a * b, 1);
-  const plain = (t: number): Layout => [0, t * d, 0, d];
+  const plain = (t: number): Layout => [0, t * d, 0, 0, d];
   const kernels = fusedKernels(gpu, {
     batch,
     heads: 1,
@@ -270,7 +271,7 @@ export function packedAttention(qkv: Tensor, heads: number, options: AttentionOp
   }
 
   const batch = lead.reduce((a, b) => a * b, 1) * heads;
-  const packed = (base: number): Layout => [base, t * width3, d, width3];
+  const packed = (base: number): Layout => [base, t * width3, d, 0, width3];
   const kernels = fusedKernels(gpu, {
     batch,
     heads,
@@ -279,7 +280,7 @@ export function packedAttention(qkv: Tensor, heads: number, options: AttentionOp
     d,
     causal,
     factor,
-    layouts: { q: packed(0), k: packed(w), v: packed(2 * w), y: [0, t * w, d, w] },
+    layouts: { q: packed(0), k: packed(w), v: packed(2 * w), y: [0, t * w, d, 0, w] },
   });
   const lse = empty([batch, t]);
   const node = gradNode("packedAttention", [qkv], (dy) => {
@@ -290,6 +291,126 @@ export function packedAttention(qkv: Tensor, heads: number, options: AttentionOp
   });
   const y = empty([...lead, t, w], "f32", node);
   kernels.forward({ q: qkv.buffer, k: qkv.buffer, v: qkv.buffer, y: y.buffer }, lse.buffer);
+  if (node === null) lse.dispose();
+  return y;
+}
+
+/**
+ * The Prompter's attention: in every slot of every image, the slot's prompt rows attend to themselves and to
+ * the image's rows. `qkv [B, M, P, 3 W]` holds the prompts' packed queries, keys and values (M slots of P
+ * prompt tokens), `kv [B, N, 2 W]` the image rows' packed keys and values; for slot m of image b, head h,
+ * `softmax(scale q k^T) v` over the keys [the slot's own P, then the image's N]. The fused kernels read the
+ * image rows in place for every slot (they are never copied per slot), and the backward sums their gradient
+ * over the slots in the kernel that computes it: three dispatches, where the composition takes a dozen.
+ *
+ * @param qkv The prompts' queries, keys and values, f32 `[B, M, P, 3 W]`.
+ * @param kv The image rows' keys and values, f32 `[B, N, 2 W]`.
+ * @param heads The number of heads H (W = H d).
+ * @param options `scale` and `implementation` as for {@link attention} (never causal).
+ * @returns `y`, f32 `[B, M, P, W]`, each head's output in its own features.
+ * @throws {RangeError} When the shapes do not fit together.
+ *
+ * @example One slot of one prompt over two image rows, one head of width 1
+ * ```ts
+ * import { requestGpu, setGpu, tensor } from "../../mod.ts";
+ * import { slotAttention } from "./attention.ts";
+ * setGpu(await requestGpu());
+ * const qkv = tensor([0, 0, 3], [1, 1, 1, 3]); // q = 0, k = 0, v = 3: all scores 0
+ * const kv = tensor([0, 6, 0, 9], [1, 2, 2]); // two image rows: (k, v) = (0, 6) and (0, 9)
+ * const y = await slotAttention(qkv, kv, 1).toArray();
+ * if (y[0] !== 6) throw new Error(`the mean of 3, 6 and 9, got ${y}`);
+ * ```
+ */
+export function slotAttention(
+  qkv: Tensor,
+  kv: Tensor,
+  heads: number,
+  options: Omit<AttentionOptions, "causal"> = {},
+): Tensor {
+  expectF32("slotAttention", qkv, kv);
+  const [b, m, p, width3] = qkv.shape;
+  const w = width3 / 3, d = w / heads;
+  const n = kv.shape[1];
+  if (
+    qkv.rank !== 4 || kv.rank !== 3 || !Number.isInteger(heads) || heads < 1 || !Number.isInteger(d) ||
+    kv.shape[0] !== b || kv.shape[2] !== 2 * w
+  ) {
+    throw new RangeError(
+      `slotAttention: expected qkv [B, M, P, 3 * heads * d] and kv [B, N, 2 * heads * d] with ${heads} heads, ` +
+        `got qkv ${formatShape(qkv.shape)} and kv ${formatShape(kv.shape)}`,
+    );
+  }
+  const factor = options.scale ?? d ** -0.5;
+  const gpu = qkv.gpu;
+  if (!fusedFits(gpu, d, p + n, options)) {
+    // Per head, slots next to each other: [B, H, M, P, d]; the image's rows copied to every slot.
+    const part = (x: Tensor, i: number, parts: number) =>
+      slice(splitHeads(x, parts * heads), x.rank - 2, i * heads, (i + 1) * heads);
+    const own = (i: number) => permute(part(qkv, i, 3), [0, 2, 1, 3, 4]);
+    const image = (i: number) =>
+      broadcastTo(reshape(part(kv, i, 2), [b, heads, 1, n, d]), [b, heads, m, n, d]);
+    const keys = concat([own(1), image(0)], -2), values = concat([own(2), image(1)], -2);
+    const y = attention(own(0), keys, values, options); // [B, H, M, P, d]
+    return mergeHeads(permute(y, [0, 2, 1, 3, 4]));
+  }
+
+  // The kernels read every row from one buffer: the prompts' q, k, v, then the image's k, v at `image`.
+  const joint = concat([reshape(qkv, [-1]), reshape(kv, [-1])], 0);
+  const image = b * m * p * width3;
+  const promptRows = (base: number): Layout => [base, m * p * width3, d, p * width3, width3];
+  const imageRows = (base: number): Layout => [image + base, n * 2 * w, d, 0, 2 * w];
+  const output: Layout = [0, m * p * w, d, p * w, w];
+  // Items (b H + h) M + m, P query rows each, over the slot's own P keys, then the image's N.
+  const slots: FusedProblem = {
+    batch: b * heads * m,
+    heads,
+    slots: m,
+    tq: p,
+    tk: p + n,
+    split: p,
+    d,
+    causal: false,
+    factor,
+    layouts: {
+      q: promptRows(0),
+      k: promptRows(w),
+      v: promptRows(2 * w),
+      y: output,
+      k2: imageRows(0),
+      v2: imageRows(w),
+    },
+  };
+  const kernels = fusedKernels(gpu, slots);
+  const lse = empty([b * heads * m * p]);
+  const node = gradNode("slotAttention", [joint], (dy) => {
+    const djoint = empty(joint.shape);
+    const delta = empty([b * heads * m * p]);
+    const rows = { q: joint.buffer, k: joint.buffer, v: joint.buffer, y: y.buffer };
+    kernels.dq(rows, dy.buffer, lse.buffer, djoint.buffer, delta.buffer);
+    // The own keys' gradients, per slot; then the image keys', each over the M P queries of all the image's
+    // slots, as items (b H + h) with rows m P + i (lse and delta run in that order too).
+    fusedKernels(gpu, { ...slots, tk: p, split: p })
+      .dkv(rows, dy.buffer, lse.buffer, delta.buffer, djoint.buffer, djoint.buffer);
+    fusedKernels(gpu, {
+      batch: b * heads,
+      heads,
+      tq: m * p,
+      tk: n,
+      d,
+      causal: false,
+      factor,
+      layouts: {
+        q: [0, m * p * width3, d, 0, width3],
+        k: imageRows(0),
+        v: imageRows(w),
+        y: [0, m * p * w, d, 0, w],
+      },
+    }).dkv(rows, dy.buffer, lse.buffer, delta.buffer, djoint.buffer, djoint.buffer);
+    delta.dispose();
+    return [djoint];
+  });
+  const y = empty([b, m, p, w], "f32", node);
+  kernels.forward({ q: joint.buffer, k: joint.buffer, v: joint.buffer, y: y.buffer }, lse.buffer);
   if (node === null) lse.dispose();
   return y;
 }
@@ -333,62 +454,60 @@ export function mergeHeads(x: Tensor): Tensor {
   return reshape(permute(x, [...lead.keys(), r + 1, r, r + 2]), [...lead, t, h * d]);
 }
 
-/** Where one array's rows live (see attention.wgsl): row i of item b starts at float
- * `base + floor(b / heads) outer + (b % heads) head + i row`. */
-type Layout = [base: number, outer: number, head: number, row: number];
+/**
+ * Where one array's rows live (see attention.wgsl): row i of item b = (n heads + h) slots + s starts at
+ * float `base + n outer + h head + s slot + i row`.
+ */
+type Layout = [base: number, outer: number, head: number, slot: number, row: number];
 
-/** One fused attention problem: `batch` items of `tq` query and `tk` key rows of width `d`. */
+/**
+ * One fused attention problem: `batch` items of `tq` query and `tk` key rows of width `d`, items numbered
+ * (n heads + h) slots + s. Keys j < `split` (default `tk`) are read with the k and v layouts, the others
+ * (row j - split) with k2 and v2, in the same buffers.
+ */
 interface FusedProblem {
   batch: number;
   heads: number;
+  slots?: number;
   tq: number;
   tk: number;
+  split?: number;
   d: number;
   causal: boolean;
   factor: number;
-  layouts: { q: Layout; k: Layout; v: Layout; y: Layout };
+  layouts: { q: Layout; k: Layout; v: Layout; y: Layout; k2?: Layout; v2?: Layout };
 }
 
 /** The buffers holding the rows of q, k, v and y (which may all be one buffer). */
 type Rows = { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; y: GPUBuffer };
 
-/** The three kernels of attention.wgsl for one problem: forward, and backward (dq, then dk and dv). */
+/**
+ * The three kernels of attention.wgsl for one problem: the forward, and the backward's two halves: dq (which
+ * also writes delta = rowsum(dy * y)), then dk and dv (which read delta; keys of the first segment only).
+ */
 function fusedKernels(gpu: Gpu, f: FusedProblem) {
   const maxPerDim = gpu.limits.maxComputeWorkgroupsPerDimension;
   const d4 = Math.ceil(f.d / 4);
   const slots = tileSlots(gpu);
-  const vec = [f.d, ...Object.values(f.layouts).flat()].every((x) => x % 4 === 0);
+  const { q, k, v, y } = f.layouts;
+  const k2 = f.layouts.k2 ?? k, v2 = f.layouts.v2 ?? v;
+  const all = [q, k, v, y, k2, v2];
+  const vec = [f.d, ...all.flat()].every((x) => x % 4 === 0);
   const kernel = (entry: string, l: Launch) => ({
     file: "attention.wgsl",
     code,
     entry,
     constants: { D: f.d, TILE: slots, STAGE: l.stage ? 1 : 0, VEC: vec ? 1 : 0 },
   });
-  const { q, k, v, y } = f.layouts;
-  const uniform = (l: Launch) =>
-    params(
-      [
-        f.batch,
-        f.tq,
-        f.tk,
-        l.rows,
-        l.items,
-        l.tile,
-        l.blocks,
-        f.causal ? 1 : 0,
-        f.heads,
-        0,
-        0,
-        0,
-        ...q,
-        ...k,
-        ...v,
-        ...y,
-      ],
-      [f.factor],
-    );
+  const header = (l: Launch, split: number) => [
+    ...[f.batch, f.tq, f.tk, l.rows, l.items, l.tile, l.blocks, f.causal ? 1 : 0],
+    ...[f.heads, f.slots ?? 1, split, 0],
+  ];
+  const layoutWords = [...all.flatMap((l) => l.slice(0, 4)), ...all.map((l) => l[4]), 0, 0];
+  const uniform = (l: Launch, split: number) => params([...header(l, split), ...layoutWords], [f.factor]);
   const overQueries = launch(f.tq, f.tk, f.batch, d4, slots, maxPerDim);
   const overKeys = launch(f.tk, f.tq, f.batch, d4, slots, maxPerDim);
+  const split = f.split ?? f.tk;
   const queryRows = f.batch * f.tq, keyRows = f.batch * f.tk;
   return {
     /** y and lse from q, k, v. */
@@ -398,11 +517,36 @@ function fusedKernels(gpu: Gpu, f: FusedProblem) {
         kernel: kernel("attention_forward", overQueries),
         inputs: [rows.q, rows.k, rows.v],
         outputs: [rows.y, lse],
-        params: uniform(overQueries),
+        params: uniform(overQueries, split),
         workgroups: overQueries.workgroups,
       });
     },
-    /** dq, dk, dv from dy (delta = rowsum(dy * y) goes from the dq kernel to the dkv one). */
+    /** dq and delta = rowsum(dy * y) from dy. */
+    dq(rows: Rows, dy: GPUBuffer, lse: GPUBuffer, dq: GPUBuffer, delta: GPUBuffer): void {
+      if (queryRows === 0) return;
+      gpu.dispatch({
+        kernel: kernel("attention_backward_dq", overQueries),
+        inputs: [rows.q, rows.k, rows.v, rows.y, dy, lse],
+        outputs: [dq, delta],
+        params: uniform(overQueries, split),
+        workgroups: overQueries.workgroups,
+      });
+    },
+    /** dk and dv of every key (a problem without a second segment) from dy and dq's delta. */
+    dkv(rows: Rows, dy: GPUBuffer, lse: GPUBuffer, delta: GPUBuffer, dk: GPUBuffer, dv: GPUBuffer): void {
+      if (split !== f.tk) {
+        throw new Error("attention: dk and dv of a second key segment are a problem of their own");
+      }
+      if (keyRows === 0) return;
+      gpu.dispatch({
+        kernel: kernel("attention_backward_dkv", overKeys),
+        inputs: [rows.q, rows.k, rows.v, delta, dy, lse],
+        outputs: [dk, dv],
+        params: uniform(overKeys, split),
+        workgroups: overKeys.workgroups,
+      });
+    },
+    /** dq, dk, dv from dy: dq, then dk and dv. */
     backward(
       rows: Rows,
       dy: GPUBuffer,
@@ -410,24 +554,8 @@ function fusedKernels(gpu: Gpu, f: FusedProblem) {
       grads: { dq: GPUBuffer; dk: GPUBuffer; dv: GPUBuffer },
     ) {
       const delta = empty([f.batch, f.tq]);
-      if (queryRows > 0) {
-        gpu.dispatch({
-          kernel: kernel("attention_backward_dq", overQueries),
-          inputs: [rows.q, rows.k, rows.v, rows.y, dy, lse],
-          outputs: [grads.dq, delta.buffer],
-          params: uniform(overQueries),
-          workgroups: overQueries.workgroups,
-        });
-      }
-      if (keyRows > 0) {
-        gpu.dispatch({
-          kernel: kernel("attention_backward_dkv", overKeys),
-          inputs: [rows.q, rows.k, rows.v, delta.buffer, dy, lse],
-          outputs: [grads.dk, grads.dv],
-          params: uniform(overKeys),
-          workgroups: overKeys.workgroups,
-        });
-      }
+      this.dq(rows, dy, lse, grads.dq, delta.buffer);
+      this.dkv(rows, dy, lse, delta.buffer, grads.dk, grads.dv);
       delta.dispose();
     },
   };
