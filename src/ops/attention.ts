@@ -208,18 +208,11 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, options: AttentionOpt
     factor,
     layouts: { q: plain(tq), k: plain(tk), v: plain(tk), y: plain(tq) },
   });
-  const lse = empty([...lead, tq]); // saved: the log-sum-exp of each query row's scores
-  const node = gradNode("attention", [q, k, v], (dy) => {
+  return fusedOp("attention", [q, k, v], q.shape, kernels, (dy, rows, lse) => {
     const dq = empty(q.shape), dk = empty(k.shape), dv = empty(v.shape);
-    const rows = { q: q.buffer, k: k.buffer, v: v.buffer, y: y.buffer };
-    kernels.backward(rows, dy.buffer, lse.buffer, { dq: dq.buffer, dk: dk.buffer, dv: dv.buffer });
+    kernels.backward(rows, dy.buffer, lse, { dq: dq.buffer, dk: dk.buffer, dv: dv.buffer });
     return [q.requiresGrad ? dq : null, k.requiresGrad ? dk : null, v.requiresGrad ? dv : null];
   });
-  const y = empty(q.shape, "f32", node);
-  kernels.forward({ q: q.buffer, k: k.buffer, v: v.buffer, y: y.buffer }, lse.buffer);
-  // Without a backward, lse is only scratch; the pool keeps it until the recorded dispatch is done.
-  if (node === null) lse.dispose();
-  return y;
 }
 
 /**
@@ -282,17 +275,11 @@ export function packedAttention(qkv: Tensor, heads: number, options: AttentionOp
     factor,
     layouts: { q: packed(0), k: packed(w), v: packed(2 * w), y: [0, t * w, d, 0, w] },
   });
-  const lse = empty([batch, t]);
-  const node = gradNode("packedAttention", [qkv], (dy) => {
+  return fusedOp("packedAttention", [qkv], [...lead, t, w], kernels, (dy, rows, lse) => {
     const dqkv = empty(qkv.shape);
-    const rows = { q: qkv.buffer, k: qkv.buffer, v: qkv.buffer, y: y.buffer };
-    kernels.backward(rows, dy.buffer, lse.buffer, { dq: dqkv.buffer, dk: dqkv.buffer, dv: dqkv.buffer });
+    kernels.backward(rows, dy.buffer, lse, { dq: dqkv.buffer, dk: dqkv.buffer, dv: dqkv.buffer });
     return [dqkv];
   });
-  const y = empty([...lead, t, w], "f32", node);
-  kernels.forward({ q: qkv.buffer, k: qkv.buffer, v: qkv.buffer, y: y.buffer }, lse.buffer);
-  if (node === null) lse.dispose();
-  return y;
 }
 
 /**
@@ -381,16 +368,14 @@ export function slotAttention(
     },
   };
   const kernels = fusedKernels(gpu, slots);
-  const lse = empty([b * heads * m * p]);
-  const node = gradNode("slotAttention", [joint], (dy) => {
+  return fusedOp("slotAttention", [joint], [b, m, p, w], kernels, (dy, rows, lse) => {
     const djoint = empty(joint.shape);
-    const delta = empty([b * heads * m * p]);
-    const rows = { q: joint.buffer, k: joint.buffer, v: joint.buffer, y: y.buffer };
-    kernels.dq(rows, dy.buffer, lse.buffer, djoint.buffer, delta.buffer);
+    const delta = empty([kernels.queryRows]);
+    kernels.dq(rows, dy.buffer, lse, djoint.buffer, delta.buffer);
     // The own keys' gradients, per slot; then the image keys', each over the M P queries of all the image's
     // slots, as items (b H + h) with rows m P + i (lse and delta run in that order too).
     fusedKernels(gpu, { ...slots, tk: p, split: p })
-      .dkv(rows, dy.buffer, lse.buffer, delta.buffer, djoint.buffer, djoint.buffer);
+      .dkv(rows, dy.buffer, lse, delta.buffer, djoint.buffer, djoint.buffer);
     fusedKernels(gpu, {
       batch: b * heads,
       heads,
@@ -405,14 +390,10 @@ export function slotAttention(
         v: imageRows(w),
         y: [0, m * p * w, d, 0, w],
       },
-    }).dkv(rows, dy.buffer, lse.buffer, delta.buffer, djoint.buffer, djoint.buffer);
+    }).dkv(rows, dy.buffer, lse, delta.buffer, djoint.buffer, djoint.buffer);
     delta.dispose();
     return [djoint];
   });
-  const y = empty([b, m, p, w], "f32", node);
-  kernels.forward({ q: joint.buffer, k: joint.buffer, v: joint.buffer, y: y.buffer }, lse.buffer);
-  if (node === null) lse.dispose();
-  return y;
 }
 
 /**
@@ -482,6 +463,29 @@ interface FusedProblem {
 type Rows = { q: GPUBuffer; k: GPUBuffer; v: GPUBuffer; y: GPUBuffer };
 
 /**
+ * The op around a problem's kernels: the output y of `shape`, the forward reading q, k, v from `inputs`
+ * (the first for all three when there is one, as in a packed projection), and the autograd node, whose
+ * `backward` gets dy, the rows (y included) and the saved log-sum-exp of every query row.
+ */
+function fusedOp(
+  name: string,
+  inputs: Tensor[],
+  shape: readonly number[],
+  kernels: ReturnType<typeof fusedKernels>,
+  backward: (dy: Tensor, rows: Rows, lse: GPUBuffer) => (Tensor | null)[],
+): Tensor {
+  const [q, k = q, v = q] = inputs;
+  const lse = empty([kernels.queryRows]); // saved: the log-sum-exp of each query row's scores
+  const node = gradNode(name, inputs, (dy) => backward(dy, rows, lse.buffer));
+  const y = empty(shape, "f32", node);
+  const rows = { q: q.buffer, k: k.buffer, v: v.buffer, y: y.buffer };
+  kernels.forward(rows, lse.buffer);
+  // Without a backward, lse is only scratch; the pool keeps it until the recorded dispatch is done.
+  if (node === null) lse.dispose();
+  return y;
+}
+
+/**
  * The three kernels of attention.wgsl for one problem: the forward, and the backward's two halves: dq (which
  * also writes delta = rowsum(dy * y)), then dk and dv (which read delta; keys of the first segment only).
  */
@@ -510,6 +514,8 @@ function fusedKernels(gpu: Gpu, f: FusedProblem) {
   const split = f.split ?? f.tk;
   const queryRows = f.batch * f.tq, keyRows = f.batch * f.tk;
   return {
+    /** Query rows of all items: the length of lse and delta. */
+    queryRows,
     /** y and lse from q, k, v. */
     forward(rows: Rows, lse: GPUBuffer): void {
       if (queryRows === 0) return;
