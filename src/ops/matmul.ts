@@ -377,7 +377,7 @@ export async function tuneMatmul(
       const seconds = await timeCandidates(
         gpu,
         candidates.length,
-        (i) => record(gpu, a, b, c, dims, false, false, undefined, candidates[i], 1),
+        (i) => record(gpu, a, b, c, dims, { transA: false, transB: false }, candidates[i], 1),
         { rounds },
       );
       const gflops = seconds.map((t) => 2 * s.m * s.n * s.k / t / 1e9);
@@ -404,7 +404,7 @@ export async function tuneMatmul(
       const [whole, split] = await timeCandidates(
         gpu,
         2,
-        (i) => record(gpu, a, b, c, dims, true, false, undefined, tiles, i === 0 ? 1 : splits),
+        (i) => record(gpu, a, b, c, dims, { transA: true, transB: false }, tiles, i === 0 ? 1 : splits),
         { rounds },
       );
       measured[`${formatTiles(tiles)} 64x2560x256 A^T`] = 2 * m * n * k / whole / 1e9;
@@ -547,21 +547,30 @@ function build(aF16: boolean, bF16: boolean): Build {
   return found;
 }
 
-/** Records the kernel launch(es) computing `out` (no autograd). */
+/**
+ * What a product computes past its operands: the transposes and the epilogue (a bias, then the activation
+ * ACT, 0 for none, with the sums before it written to `pre`), on tensors (`launch`) or buffers (`record`).
+ */
+interface Product<T> {
+  transA: boolean;
+  transB: boolean;
+  bias?: T;
+  act?: number;
+  pre?: T;
+}
+
+/** Records the kernel launch(es) computing `out` (no autograd), with the given or the adapter's tiles. */
 function launch(
   a: Tensor,
   b: Tensor,
   out: Tensor,
   dims: Dims,
-  transA: boolean,
-  transB: boolean,
-  bias: Tensor | undefined,
+  product: Product<Tensor>,
   tiles: MatmulTiles | undefined,
   splitK: number | undefined,
-  act = 0,
-  pre?: Tensor,
 ): void {
   const { m, n, k } = dims;
+  const { transA, transB } = product;
   const batch = sizeOf(dims.outBatch);
   if (m === 0 || n === 0 || batch === 0) return;
   const gpu = a.gpu;
@@ -580,13 +589,9 @@ function launch(
           b2,
           out,
           { ...dims, aBatch: dims.outBatch, bBatch: dims.outBatch },
-          transA,
-          transB,
-          bias,
+          product,
           tiles,
           splitK,
-          act,
-          pre,
         );
       })
     );
@@ -607,30 +612,13 @@ function launch(
   } else {
     splits = splitCount(tuning.splitBelow, gridOf(t, m, n), k, batch);
   }
-  record(
-    gpu,
-    a.buffer,
-    b.buffer,
-    out.buffer,
-    dims,
-    transA,
-    transB,
-    bias?.buffer,
-    t,
-    splits,
-    {
-      aF16: a.dtype === "f16",
-      bF16: b.dtype === "f16",
-    },
-    act,
-    pre?.buffer,
-  );
+  const buffers = { ...product, bias: product.bias?.buffer, pre: product.pre?.buffer };
+  record(gpu, a.buffer, b.buffer, out.buffer, dims, buffers, t, splits, a.dtype === "f16", b.dtype === "f16");
 }
 
 /**
  * Records the dispatches of one product on raw buffers with a fixed tile shape and split count: the
- * forward kernel over every batch (or K chunk), and the split-K sum. `types` says which operands hold f16;
- * `act` is the epilogue's ACT (0: none), with the sums before it written to `pre`.
+ * forward kernel over every batch (or K chunk), and the split-K sum. `aF16`, `bF16`: the operands hold f16.
  */
 function record(
   gpu: Gpu,
@@ -638,16 +626,14 @@ function record(
   b: GPUBuffer,
   out: GPUBuffer,
   dims: Dims,
-  transA: boolean,
-  transB: boolean,
-  bias: GPUBuffer | undefined,
+  product: Product<GPUBuffer>,
   t: MatmulTiles,
   splits: number,
-  types: { aF16: boolean; bF16: boolean } = { aF16: false, bF16: false },
-  act = 0,
-  pre?: GPUBuffer,
+  aF16 = false,
+  bF16 = false,
 ): void {
   const { m, n, k } = dims;
+  const { transA, transB, bias, act = 0, pre } = product;
   const batch = sizeOf(dims.outBatch);
   let layout = batchLayout(dims.aBatch, dims.bBatch, dims.outBatch, m * k, k * n);
   while (layout.shape.length < MAX_BATCH_DIMS) {
@@ -694,7 +680,7 @@ function record(
     constants.K_WHOLE = k % 4 === 0 ? 1 : 0;
   } else constants.TILE_K = t.tileK!;
   const kernel = {
-    ...build(types.aF16, types.bF16),
+    ...build(aF16, bF16),
     entry: regs ? "matmul_forward_regs" : "matmul_forward",
     constants,
   };
@@ -841,19 +827,8 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
     return bias ? [da, db, dbias] : [da, db];
   });
   const out = empty(outShape, "f32", node);
-  launch(
-    a,
-    b,
-    out,
-    { m, n, k, aBatch, bBatch, outBatch },
-    transA,
-    transB,
-    bias,
-    options.tiles,
-    options.splitK,
-    act ? ACT[act] : 0,
-    pre,
-  );
+  const product = { transA, transB, bias, act: act ? ACT[act] : 0, pre };
+  launch(a, b, out, { m, n, k, aBatch, bBatch, outBatch }, product, options.tiles, options.splitK);
   // Without a backward the sums are scratch; the pool keeps the buffer until the recorded dispatch is done.
   if (node === null) pre?.dispose();
   return out;
