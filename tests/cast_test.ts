@@ -4,6 +4,7 @@ import { add, mul } from "../src/ops/binary.ts";
 import { cast } from "../src/ops/cast.ts";
 import { gather } from "../src/ops/gather.ts";
 import { linear, matmul } from "../src/ops/matmul.ts";
+import { Linear } from "../src/nn/linear.ts";
 import { permute } from "../src/ops/permute.ts";
 import { sum } from "../src/ops/reduce.ts";
 import { concat, slice } from "../src/ops/slice.ts";
@@ -222,7 +223,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "cast(), matmul() and linear(precision f16) name the adapter when it has no shader-f16",
+  name: "cast(), matmul(), linear(precision f16) and setPrecision name the adapter when it has no shader-f16",
   ignore,
   fn: async () => {
     const g = await gpu();
@@ -240,6 +241,10 @@ Deno.test({
         assert.throws(() => cast(x, "f16"), { message: pattern("cast") });
         assert.throws(() => matmul(x, h), { message: pattern("matmul") });
         assert.throws(() => linear(x, x, undefined, { precision: "f16" }), { message: pattern("cast") });
+        const layer = new Linear(2, 2, new Rng(0));
+        assert.throws(() => layer.setPrecision("f16"), { message: pattern("precision f16") });
+        assert.equal(layer.precision, "f32");
+        layer.dispose();
         // f32 work does not need it.
         matmul(x, x);
         linear(x, x);

@@ -145,7 +145,7 @@ Deno.test("train() with --precision f16 trains in f16 storage: finite losses nea
       } catch (e) {
         message = (e as Error).message;
       }
-      assert(message.includes("needs the WebGPU feature shader-f16"), message);
+      assert(message.includes("need the WebGPU feature 'shader-f16'"), message);
       return null;
     }
     const r = await train(config, { out });

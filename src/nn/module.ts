@@ -5,7 +5,8 @@
  * @module
  */
 
-import { formatShape, keep, sizeOf, type Tensor, tensor } from "../tensor/tensor.ts";
+import { formatShape, getGpu, keep, sizeOf, type Tensor, tensor } from "../tensor/tensor.ts";
+import { expectF16Support } from "../ops/_op.ts";
 
 /** The storage of matmul operands in linear layers (see {@link Module.precision}). */
 export type Precision = "f32" | "f16";
@@ -47,7 +48,8 @@ export class Module {
   }
 
   /**
-   * Sets {@link Module.precision} on this module and every sub-module.
+   * Sets {@link Module.precision} on this module and every sub-module. `"f16"` throws, naming the adapter,
+   * when the device has no `shader-f16`.
    *
    * @example
    * ```ts
@@ -62,8 +64,13 @@ export class Module {
     if (precision !== "f32" && precision !== "f16") {
       throw new RangeError(`precision must be "f32" or "f16", got ${JSON.stringify(precision)}`);
     }
+    if (precision === "f16") expectF16Support("precision f16", getGpu());
+    this.#setPrecision(precision);
+  }
+
+  #setPrecision(precision: Precision): void {
     this.#precision = precision;
-    for (const child of this.#children.values()) child.setPrecision(precision);
+    for (const child of this.#children.values()) child.#setPrecision(precision);
   }
 
   /** Registers a trainable parameter with its initial values; it lives until {@link Module.dispose}. */
